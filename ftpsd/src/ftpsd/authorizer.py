@@ -1,0 +1,50 @@
+"""Virtual users from the config, checked with scrypt, with pyftpdlib's authorizer interface.
+
+pyftpdlib's DummyAuthorizer compares plain passwords with ``!=``; we store only scrypt hashes and
+verify them off the event loop (see handlers.FtpsControlHandler.ftp_PASS), so this class exposes a
+lookup for the hash plus the permission queries pyftpdlib's handler calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from ftpsd.config import User
+
+
+class ConfigAuthorizer:
+    """Immutable user table; a reload builds a new one and existing sessions keep theirs."""
+
+    def __init__(self, users: Iterable[User]) -> None:
+        self._users = {user.name: user for user in users}
+
+    def lookup(self, username: str) -> User | None:
+        return self._users.get(username)
+
+    def has_user(self, username: str) -> bool:
+        return username in self._users
+
+    def get_home_dir(self, username: str) -> str:
+        return os.path.realpath(self._users[username].home)
+
+    def get_perms(self, username: str) -> str:
+        user = self._users.get(username)
+        return user.permissions if user else ""
+
+    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        """Permissions apply to the whole home tree; per-directory overrides are not offered."""
+        return perm in self.get_perms(username)
+
+    def get_msg_login(self, username: str) -> str:
+        return "Login successful."
+
+    def get_msg_quit(self, username: str) -> str:
+        return "Goodbye."
+
+    # pyftpdlib calls these around filesystem operations; we never switch uid (no root needed).
+    def impersonate_user(self, username: str, password: str) -> None:
+        """No-op: the server runs as one unprivileged system user."""
+
+    def terminate_impersonation(self, username: str) -> None:
+        """No-op, see impersonate_user."""

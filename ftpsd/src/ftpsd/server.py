@@ -1,0 +1,224 @@
+"""Assembling the listeners, the shared event loop, signals and configuration reload.
+
+Both the explicit port and the optional implicit port are served by one process and one event loop,
+so limits (connections per IP, bans) are shared between them. Reloadable settings are class
+attributes of the two handler classes: new connections read them, running sessions keep the
+snapshot they took (their own TLS context, users and permissions), which is what lets SIGHUP swap
+certificates and users without disturbing transfers in progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+from ftpsd import systemd
+from ftpsd.authorizer import ConfigAuthorizer
+from ftpsd.bans import BanTracker
+from ftpsd.config import Config, ConfigError, load_config
+from ftpsd.handlers import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
+from ftpsd.offload import LoopWaker, Offloader
+from ftpsd.tls import TlsMaterial, load_material
+from ftpsd.transferlog import TransferLog
+
+logger = logging.getLogger("ftpsd")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_BANNED_REPLY = b"421 Too many failed logins from your address; try again later.\r\n"
+
+
+class StartupError(RuntimeError):
+    """The server cannot start with this config (message is meant for the operator)."""
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr (journald captures it) with one format for ftpsd and pyftpdlib records."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for name in ("ftpsd", "pyftpdlib"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level.upper())
+        log.propagate = False
+
+
+def check_homes(config: Config) -> None:
+    """Fail early (at start and reload) instead of at the first login of a user without a home."""
+    for index, user in enumerate(config.users):
+        if not os.path.isdir(user.home):
+            raise ConfigError(f"users[{index}].home: directory {user.home} does not exist")
+
+
+@dataclass
+class _Prepared:
+    """Everything built from a config before it is applied, so a failure changes nothing."""
+
+    config: Config
+    material: TlsMaterial
+    authorizer: ConfigAuthorizer
+    transfer_log: TransferLog
+
+
+def prepare(path: str) -> _Prepared:
+    config = load_config(path)
+    check_homes(config)
+    material = load_material(config.tls)
+    try:
+        transfer_log = TransferLog(config.logging.transfer_log)
+    except OSError as err:
+        raise ConfigError(
+            f"logging.transfer_log: cannot open {config.logging.transfer_log}: {err.strerror}"
+        ) from err
+    return _Prepared(config, material, ConfigAuthorizer(config.users), transfer_log)
+
+
+class _Listener(FTPServer):
+    """FTPServer that turns away banned addresses before any handler (or TLS) work is done."""
+
+    bans: BanTracker
+    send_refusal = True
+
+    def handle_accepted(self, sock: Any, addr: Any) -> Any:  # noqa: ANN401
+        if self.bans.is_banned(addr[0]):
+            logger.warning("refused connection from banned address %s:%s", addr[0], addr[1])
+            if self.send_refusal:
+                with contextlib.suppress(OSError):
+                    sock.send(_BANNED_REPLY)
+            sock.close()
+            return None
+        return super().handle_accepted(sock, addr)
+
+
+class Server:
+    """The running daemon: listeners, loop, reload and shutdown."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        prepared = prepare(config_path)
+        self.config = prepared.config
+        configure_logging(self.config.logging.level)
+        self.ioloop = IOLoop()
+        self.waker = LoopWaker(self.ioloop)
+        limits = self.config.limits
+        self.bans = BanTracker(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        self.offload = Offloader(self.waker, workers=min(4, os.cpu_count() or 1))
+        # Fresh subclasses so that class-level settings never leak between Server instances.
+        self.explicit_cls: type[FtpsControlHandler] = type("ExplicitHandler", (FtpsControlHandler,), {})
+        self.implicit_cls: type[FtpsControlHandler] = type(
+            "ImplicitHandler", (ImplicitFtpsControlHandler,), {}
+        )
+        self.data_cls: type[FtpsDataHandler] = type("DataHandler", (FtpsDataHandler,), {})
+        self._transfer_log: TransferLog | None = None
+        self._apply(prepared)
+        self.listeners: list[_Listener] = []
+        server = self.config.server
+        try:
+            self._listen(self.explicit_cls, server.explicit_port, send_refusal=True)
+            if server.implicit_port:
+                self._listen(self.implicit_cls, server.implicit_port, send_refusal=False)
+        except OSError as err:
+            self.close()
+            raise StartupError(f"cannot listen on {server.listen_address}: {err}") from err
+
+    def _listen(self, handler: type[FtpsControlHandler], port: int, send_refusal: bool) -> None:
+        listener = _Listener(
+            (self.config.server.listen_address, port), handler, ioloop=self.ioloop, backlog=511
+        )
+        listener.bans = self.bans
+        listener.send_refusal = send_refusal
+        listener.max_cons = self.config.limits.max_connections
+        listener.max_cons_per_ip = self.config.limits.max_connections_per_ip
+        if self.listeners:  # one per-IP count across both ports
+            listener.ip_map = self.listeners[0].ip_map
+        self.listeners.append(listener)
+        logger.info(
+            "listening on %s:%s (%s FTPS)",
+            *listener.address[:2],
+            "implicit" if send_refusal is False else "explicit",
+        )
+
+    def _apply(self, prepared: _Prepared) -> None:
+        """Install settings for new connections; running sessions keep their snapshot."""
+        config = prepared.config
+        server, limits = config.server, config.limits
+        first, last = server.passive_ports
+        for cls in (self.explicit_cls, self.implicit_cls):
+            cls.authorizer = prepared.authorizer
+            cls.tls_material = prepared.material
+            cls.transfer_log = prepared.transfer_log
+            cls.bans = self.bans
+            cls.offload = self.offload
+            cls.dtp_handler = self.data_cls
+            cls.require_session_reuse = config.tls.require_session_reuse
+            cls.banner = server.banner
+            cls.timeout = limits.idle_timeout
+            cls.passive_ports = list(range(first, last + 1))
+            cls.masquerade_address = server.masquerade_address or None
+        self.data_cls.timeout = limits.data_timeout
+        self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        if self._transfer_log is not None:
+            self._transfer_log.close()
+        self._transfer_log = prepared.transfer_log
+        for listener in getattr(self, "listeners", []):
+            listener.max_cons = limits.max_connections
+            listener.max_cons_per_ip = limits.max_connections_per_ip
+        self.config = config
+
+    # --- signals (run as loop callbacks, never inside the interrupted code)
+
+    def install_signal_handlers(self) -> None:
+        def later(method: Any) -> Any:  # noqa: ANN401
+            def handler(signum: int, frame: FrameType | None) -> None:
+                self.waker.call_soon(method)
+
+            return handler
+
+        signal.signal(signal.SIGHUP, later(self.reload))
+        signal.signal(signal.SIGTERM, later(self.shutdown))
+        signal.signal(signal.SIGINT, later(self.shutdown))
+
+    def reload(self) -> None:
+        """Re-read config and certificate; on any error keep running with the old ones."""
+        systemd.reloading()
+        logger.info("reloading configuration from %s", self.config_path)
+        try:
+            prepared = prepare(self.config_path)
+        except (ConfigError, ValueError) as err:
+            logger.error("reload failed, keeping the previous configuration: %s", err)
+            systemd.notify("READY=1", "STATUS=Reload failed; running with the previous configuration")
+            return
+        if prepared.config.listen_signature() != self.config.listen_signature():
+            logger.warning("listen address/port changes need a restart; old listeners stay")
+        if prepared.config.server.passive_ports != self.config.server.passive_ports:
+            logger.info("new passive port range applies to new sessions")
+        configure_logging(prepared.config.logging.level)
+        self._apply(prepared)
+        logger.info("configuration reloaded: %d users", len(prepared.config.users))
+        systemd.notify("READY=1", f"STATUS=Serving {len(prepared.config.users)} users")
+
+    def shutdown(self) -> None:
+        """Stop listening and drop all sessions; the loop then ends because nothing is left in it."""
+        systemd.notify("STOPPING=1", "STATUS=Shutting down")
+        logger.info("shutting down")
+        self.close()
+
+    def close(self) -> None:
+        self.offload.shutdown()
+        self.ioloop.close()
+        if self._transfer_log is not None:
+            self._transfer_log.close()
+
+    def serve_forever(self) -> None:
+        self.install_signal_handlers()
+        systemd.notify("READY=1", f"STATUS=Serving {len(self.config.users)} users")
+        logger.info("ftpsd started, pid %d", os.getpid())
+        self.ioloop.loop()
+        logger.info("ftpsd stopped")

@@ -1,0 +1,100 @@
+"""TLS context building: hardened settings and one context per control connection.
+
+Why one context per control connection: pyftpdlib shares a single context between all clients, so
+client B could open its data connection by resuming client A's TLS session and pass any
+"session reused?" check. Each connection's context gets its own random session id context; OpenSSL
+refuses to resume a session (cached or ticket) created under a different one, so a data connection
+can only resume the session of its own control connection. The certificate and key are parsed once
+per (re)load and shared by all those contexts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _lib
+
+from ftpsd.config import TlsSettings
+
+_MIN_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
+# No compression (CRIME), no renegotiation (client-initiated renegotiation DoS); server cipher
+# preference deliberately off as in Mozilla's intermediate profile (every offered suite is strong).
+_OPTIONS = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
+
+
+class TlsSetupError(ValueError):
+    """The certificate, key or TLS parameters cannot be used; the message says which."""
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """Parsed certificate chain and key plus the settings to apply to every context."""
+
+    settings: TlsSettings
+    leaf: crypto.X509
+    chain: tuple[crypto.X509, ...]
+    key: crypto.PKey
+
+    def new_context(self) -> SSL.Context:
+        """A fresh server context with its own session id context (see module docstring)."""
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_options(_OPTIONS)
+        ctx.set_min_proto_version(_MIN_VERSIONS[self.settings.min_version])
+        try:
+            ctx.set_cipher_list(self.settings.ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as err:
+            raise TlsSetupError(f"tls.ciphers: no usable cipher in {self.settings.ciphers!r}") from err
+        groups = self.settings.groups.encode("ascii", "replace")
+        if _lib.SSL_CTX_set1_curves_list(ctx._context, groups) != 1:
+            _lib.ERR_clear_error()
+            raise TlsSetupError(f"tls.groups: unknown group in {self.settings.groups!r}")
+        ctx.use_certificate(self.leaf)
+        for extra in self.chain:
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(self.key)
+        ctx.set_session_id(os.urandom(16))
+        return ctx
+
+
+def session_reused(connection: SSL.Connection) -> bool:
+    """Whether the handshake on this connection resumed an earlier session (no public pyOpenSSL API)."""
+    return bool(_lib.SSL_session_reused(connection._ssl))
+
+
+def _read(path: str, key: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise TlsSetupError(f"{key}: cannot read {path}: {err.strerror}") from err
+
+
+def load_material(settings: TlsSettings) -> TlsMaterial:
+    """Load and cross-check certificate chain and key, then build one context to prove they work."""
+    cert_pem = _read(settings.certificate, "tls.certificate")
+    key_pem = _read(settings.private_key, "tls.private_key")
+    try:
+        certs = x509.load_pem_x509_certificates(cert_pem)
+    except ValueError as err:
+        raise TlsSetupError(f"tls.certificate: no PEM certificate in {settings.certificate}") from err
+    try:
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as err:
+        raise TlsSetupError(
+            f"tls.private_key: no unencrypted PEM private key in {settings.private_key}"
+        ) from err
+    leaf, *chain = (crypto.X509.from_cryptography(c) for c in certs)
+    key = crypto.PKey.from_cryptography_key(private_key)  # type: ignore[arg-type]
+    material = TlsMaterial(settings, leaf, tuple(chain), key)
+    ctx = material.new_context()
+    try:
+        ctx.check_privatekey()
+    except SSL.Error as err:
+        raise TlsSetupError(
+            f"tls.private_key: {settings.private_key} does not match the certificate {settings.certificate}"
+        ) from err
+    return material
