@@ -265,9 +265,10 @@ def connect(
     user: str | None = None,
     cls: type[ftplib.FTP_TLS] = ReusingFTP_TLS,
     source: str | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> ftplib.FTP_TLS:
     """Explicit FTPS session; logged in and PROT P if a user is given."""
-    ftp = cls(context=client_context(), timeout=20, source_address=(source, 0) if source else None)
+    ftp = cls(context=context or client_context(), timeout=20, source_address=(source, 0) if source else None)
     ftp.connect("127.0.0.1", srv.setup.explicit_port)
     if user:
         ftp.login(user, PASSWORDS[user])

@@ -159,6 +159,34 @@ class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
     ac_in_buffer_size = 262144
     ac_out_buffer_size = 262144
 
+    def initiate_send(self) -> None:
+        """Hold back data until our handshake check has run.
+
+        pyftpdlib pushes a download into the channel right after accept; SSL_write would then
+        complete the handshake implicitly and handle_ssl_established (the session check) would never
+        be called. The pending WRITE interest makes the loop call us again after the handshake.
+        """
+        if self._ssl_accepting:
+            return
+        super().initiate_send()
+
+    def send(self, data: bytes) -> int:
+        # asynchat sends the empty buffer of an empty listing; OpenSSL reports SSL_write() of zero
+        # bytes as an EOF, which would turn a successful empty NLST into "426 aborted".
+        if not data:
+            return 0
+        return int(super().send(data))
+
+    def modify_ioloop_events(self, events: int, logdebug: bool = False) -> None:
+        """During the handshake wait only for what OpenSSL asked for.
+
+        Otherwise the WRITE interest registered by a queued download makes epoll report the idle
+        socket as writable on every iteration and the loop spins until the client's next flight.
+        """
+        if self._ssl_accepting:
+            events = self.ioloop.WRITE if self._ssl_want_write else self.ioloop.READ
+        super().modify_ioloop_events(events, logdebug)
+
     def handle_ssl_established(self) -> None:
         cmd = self.cmd_channel
         if cmd.require_session_reuse and not session_reused(self.socket):

@@ -1,0 +1,202 @@
+"""Live TLS policy tests against the real server: TLS mandatory everywhere, session binding, versions."""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import io
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSWORDS, ReusingFTP_TLS, ServerProcess, client_context, connect
+
+pytestmark = pytest.mark.live
+
+
+def plain_control(srv: ServerProcess) -> ftplib.FTP:
+    ftp = ftplib.FTP(timeout=20)
+    ftp.connect("127.0.0.1", srv.setup.explicit_port)
+    return ftp
+
+
+def test_banner_has_no_version(server: ServerProcess) -> None:
+    ftp = plain_control(server)
+    assert ftp.getwelcome() == "220 Secure file server ready."
+    assert "pyftpdlib" not in ftp.sendcmd("SYST") + ftp.sendcmd("FEAT")
+    ftp.close()
+
+
+def test_plaintext_user_refused(server: ServerProcess) -> None:
+    ftp = plain_control(server)
+    with pytest.raises(ftplib.error_perm, match=r"^55\d .*TLS"):
+        ftp.sendcmd("USER fbt_admin")
+    with pytest.raises(ftplib.error_perm, match=r"^5\d\d"):
+        ftp.sendcmd("PASS " + PASSWORDS["fbt_admin"])
+    ftp.close()
+
+
+def test_wrong_password_unknown_user_and_anonymous_refused(server: ServerProcess) -> None:
+    for user, password in [("fbt_admin", "wrong"), ("nosuchuser", "x"), ("anonymous", "guest@")]:
+        ftp = connect(server)
+        with pytest.raises(ftplib.error_perm, match="^530 Authentication failed"):
+            ftp.login(user, password)
+        ftp.close()
+
+
+def test_transfer_commands_need_prot_p(server: ServerProcess) -> None:
+    ftp = connect(server)
+    ftp.login("fbt_admin", PASSWORDS["fbt_admin"])
+    for cmd in ("PASV", "EPSV", "PORT 127,0,0,1,200,10", "EPRT |1|127.0.0.1|51210|"):
+        with pytest.raises(ftplib.error_perm, match="^550 SSL/TLS required on the data channel"):
+            ftp.sendcmd(cmd)
+    ftp.sendcmd("PBSZ 0")
+    # PROT C would make the next data connection cleartext.
+    with pytest.raises(ftplib.error_perm, match="^534"):
+        ftp.sendcmd("PROT C")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp.sendcmd("PASV")
+    ftp.sendcmd("PROT P")
+    assert ftp.sendcmd("PASV").startswith("227")
+    with pytest.raises(ftplib.error_perm, match="^534"):
+        ftp.sendcmd("PROT C")
+    ftp.close()
+
+
+def test_data_connection_without_session_reuse_refused(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin", cls=ftplib.FTP_TLS)  # stock ftplib: no session= on data
+    with pytest.raises((ssl.SSLError, OSError, EOFError)):
+        ftp.nlst()
+    assert ftp.getmultiline().startswith("522")
+    ftp.close()
+    assert "TLS session of the control connection not resumed" in server.log()
+
+
+def test_data_connection_resuming_another_clients_session_refused(server: ServerProcess) -> None:
+    shared_ctx = client_context()  # Python only resumes sessions within one client SSLContext
+    victim = connect(server, "fbt_admin", context=shared_ctx)
+    victim.nlst()  # makes sure the victim's session (TLS 1.3 ticket) has arrived
+    attacker = connect(server, "fbt_admin", context=shared_ctx)
+    attacker.sendcmd("TYPE A")
+    host, port = ftplib.parse227(attacker.sendcmd("PASV"))
+    raw = socket.create_connection((host, port), timeout=20)
+    attacker.putcmd("NLST")
+    data = shared_ctx.wrap_socket(raw, session=victim.sock.session)
+    assert not data.session_reused
+    data.close()
+    reply = attacker.getmultiline()
+    if reply.startswith("150"):
+        reply = attacker.getmultiline()
+    assert reply.startswith("522"), reply
+    # The victim's own data connections still work.
+    assert isinstance(victim.nlst(), list)
+    victim.close()
+    attacker.close()
+
+
+def test_own_session_is_resumed(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    conn = ftp.transfercmd("NLST")
+    assert conn.session_reused
+    while conn.recv(4096):
+        pass
+    conn.close()
+    ftp.voidresp()
+    ftp.close()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_tls11_client_refused(server: ServerProcess) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client really offer TLS 1.1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ftp = ftplib.FTP_TLS(context=ctx, timeout=20)
+    ftp.connect("127.0.0.1", server.setup.explicit_port)
+    with pytest.raises(ssl.SSLError) as info:
+        ftp.auth()
+    # The refusal must come from the server (an alert), not from the client's own policy.
+    assert "ALERT" in str(info.value).upper() or "VERSION" in str(info.value).upper()
+    ftp.close()
+
+
+class ImplicitFTP_TLS(ReusingFTP_TLS):  # noqa: N801
+    """ftplib has no implicit mode: wrap the control socket before reading the banner."""
+
+    def connect(self, host: str = "", port: int = 0, timeout: float = -999, source_address: object = None) -> str:
+        self.host, self.port = host, port
+        self.sock = socket.create_connection((host, port), self.timeout)
+        self.af = self.sock.family
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=host)
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+def test_implicit_ftps_with_ftplib(server: ServerProcess) -> None:
+    ftp = ImplicitFTP_TLS(context=client_context(), timeout=20)
+    assert ftp.connect("127.0.0.1", server.setup.implicit_port).startswith("220 Secure file server ready.")
+    ftp.login("fbt_admin", PASSWORDS["fbt_admin"])
+    ftp.prot_p()
+    ftp.storbinary("STOR implicit.txt", io.BytesIO(b"implicit"))
+    out = io.BytesIO()
+    ftp.retrbinary("RETR implicit.txt", out.write)
+    assert out.getvalue() == b"implicit"
+    ftp.quit()
+
+
+def test_implicit_ftps_with_curl(server: ServerProcess, tmp_path: Path) -> None:
+    (server.setup.shared / "curl-implicit.txt").write_bytes(b"via curl implicit")
+    url = f"ftps://127.0.0.1:{server.setup.implicit_port}/curl-implicit.txt"
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["curl", "-sS", "--cacert", str(server.setup.cert), "-u", f"reader:{PASSWORDS['reader']}", "-o", str(out), url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"via curl implicit"
+
+
+def test_explicit_ftps_with_curl_upload_and_download(server: ServerProcess, tmp_path: Path) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(hashlib.sha256(b"seed").digest() * 40000)
+    base = f"ftp://127.0.0.1:{server.setup.explicit_port}"
+    auth = ["-u", f"fbt_admin:{PASSWORDS['fbt_admin']}", "--ssl-reqd", "--cacert", str(server.setup.cert)]
+    up = subprocess.run(["curl", "-sS", *auth, "-T", str(payload), f"{base}/curl.bin"],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert up.returncode == 0, up.stderr
+    out = tmp_path / "back.bin"
+    down = subprocess.run(["curl", "-sS", *auth, "-o", str(out), f"{base}/curl.bin"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode == 0, down.stderr
+    assert out.read_bytes() == payload.read_bytes()
+
+
+def test_curl_without_tls_gets_nothing(server: ServerProcess, tmp_path: Path) -> None:
+    (server.setup.shared / "secret.txt").write_bytes(b"secret")
+    result = subprocess.run(
+        ["curl", "-sS", "-u", f"reader:{PASSWORDS['reader']}", "-o", str(tmp_path / "o"),
+         f"ftp://127.0.0.1:{server.setup.explicit_port}/secret.txt"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode != 0
+    assert not (tmp_path / "o").exists()
+
+
+def test_lftp_roundtrip(server: ServerProcess, tmp_path: Path) -> None:
+    payload = tmp_path / "lftp-up.bin"
+    payload.write_bytes(bytes(range(256)) * 8000)
+    script = (
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no; "
+        f"open -u fbt_admin,{PASSWORDS['fbt_admin']} -p {server.setup.explicit_port} 127.0.0.1; "
+        f"put {payload} -o lftp.bin; get lftp.bin -o {tmp_path / 'lftp-down.bin'}; cls -1"
+    )
+    result = subprocess.run(["lftp", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "lftp-down.bin").read_bytes() == payload.read_bytes()
+    assert "lftp.bin" in result.stdout.split()
