@@ -59,8 +59,9 @@ lint: venv
 	ruff check .
 	ruff format --check .
 
+# Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	pytest ftpsd/tests tests/ansible
+	pytest ftpsd/tests tests
 
 molecule: venv
 	@for scenario in $(SCENARIOS); do \
