@@ -128,7 +128,9 @@ def test_tls11_client_refused(server: ServerProcess) -> None:
 class ImplicitFTP_TLS(ReusingFTP_TLS):  # noqa: N801
     """ftplib has no implicit mode: wrap the control socket before reading the banner."""
 
-    def connect(self, host: str = "", port: int = 0, timeout: float = -999, source_address: object = None) -> str:
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: object = None
+    ) -> str:
         self.host, self.port = host, port
         self.sock = socket.create_connection((host, port), self.timeout)
         self.af = self.sock.family
@@ -155,8 +157,21 @@ def test_implicit_ftps_with_curl(server: ServerProcess, tmp_path: Path) -> None:
     url = f"ftps://127.0.0.1:{server.setup.implicit_port}/curl-implicit.txt"
     out = tmp_path / "out"
     result = subprocess.run(
-        ["curl", "-sS", "--cacert", str(server.setup.cert), "-u", f"reader:{PASSWORDS['reader']}", "-o", str(out), url],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(server.setup.cert),
+            "-u",
+            f"reader:{PASSWORDS['reader']}",
+            "-o",
+            str(out),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == b"via curl implicit"
@@ -167,12 +182,22 @@ def test_explicit_ftps_with_curl_upload_and_download(server: ServerProcess, tmp_
     payload.write_bytes(hashlib.sha256(b"seed").digest() * 40000)
     base = f"ftp://127.0.0.1:{server.setup.explicit_port}"
     auth = ["-u", f"fbt_admin:{PASSWORDS['fbt_admin']}", "--ssl-reqd", "--cacert", str(server.setup.cert)]
-    up = subprocess.run(["curl", "-sS", *auth, "-T", str(payload), f"{base}/curl.bin"],
-                        capture_output=True, text=True, timeout=60, check=False)
+    up = subprocess.run(
+        ["curl", "-sS", *auth, "-T", str(payload), f"{base}/curl.bin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert up.returncode == 0, up.stderr
     out = tmp_path / "back.bin"
-    down = subprocess.run(["curl", "-sS", *auth, "-o", str(out), f"{base}/curl.bin"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    down = subprocess.run(
+        ["curl", "-sS", *auth, "-o", str(out), f"{base}/curl.bin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert down.returncode == 0, down.stderr
     assert out.read_bytes() == payload.read_bytes()
 
@@ -180,9 +205,19 @@ def test_explicit_ftps_with_curl_upload_and_download(server: ServerProcess, tmp_
 def test_curl_without_tls_gets_nothing(server: ServerProcess, tmp_path: Path) -> None:
     (server.setup.shared / "secret.txt").write_bytes(b"secret")
     result = subprocess.run(
-        ["curl", "-sS", "-u", f"reader:{PASSWORDS['reader']}", "-o", str(tmp_path / "o"),
-         f"ftp://127.0.0.1:{server.setup.explicit_port}/secret.txt"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "curl",
+            "-sS",
+            "-u",
+            f"reader:{PASSWORDS['reader']}",
+            "-o",
+            str(tmp_path / "o"),
+            f"ftp://127.0.0.1:{server.setup.explicit_port}/secret.txt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     assert not (tmp_path / "o").exists()

@@ -34,8 +34,13 @@ def test_tampered_hash_is_false() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["plain-password", "$scrypt$ln=15,r=8,p=1$c2FsdA$", "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-     "$scrypt$ln=16,r=16,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "$pbkdf2$whatever"],
+    [
+        "plain-password",
+        "$scrypt$ln=15,r=8,p=1$c2FsdA$",
+        "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$scrypt$ln=16,r=16,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$pbkdf2$whatever",
+    ],
 )
 def test_malformed_or_too_expensive_hashes_rejected(bad: str) -> None:
     with pytest.raises(ValueError):

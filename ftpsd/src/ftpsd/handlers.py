@@ -201,6 +201,10 @@ class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
             self.transfer_finished = False
             self._error = True  # skip a TLS shutdown exchange with a client we do not trust
             self.close()
+            return
+        # The handshake may finish in its first step (client's whole flight already there); the
+        # mixin then restores nothing, so re-arm the events the queued transfer is waiting for.
+        self.modify_ioloop_events(self._wanted_io_events)
 
 
 class FtpsControlHandler(TLS_FTPHandler):
