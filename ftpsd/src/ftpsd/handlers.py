@@ -345,6 +345,13 @@ class FtpsControlHandler(TLS_FTPHandler):
         name = f"{prefix}.{secrets.token_hex(4)}"
         return self._start_upload(os.path.join(directory, name), False, "STOU", f"FILE: {name}")
 
+    def ftp_ABOR(self, line: str) -> None:
+        """Also drop an upload still waiting for its data connection (pyftpdlib keeps it queued)."""
+        if self._in_dtp_queue is not None:
+            self._in_dtp_queue[0].close()
+            self._in_dtp_queue = None
+        super().ftp_ABOR(line)
+
     def _start_upload(self, path: str, replace: bool, cmd: str, text: str) -> str | None:
         try:
             upload = AtomicUpload(path, replace)

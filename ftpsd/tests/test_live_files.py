@@ -1,0 +1,274 @@
+"""Live tests of file semantics: permission profiles, atomic uploads, path confinement."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import json
+import os
+import socket
+import uuid
+
+import pytest
+
+from conftest import ServerProcess, connect
+
+pytestmark = pytest.mark.live
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}.bin"
+
+
+def stor(ftp: ftplib.FTP_TLS, name: str, data: bytes) -> str:
+    return ftp.storbinary(f"STOR {name}", io.BytesIO(data))
+
+
+def retr(ftp: ftplib.FTP_TLS, name: str) -> bytes:
+    out = io.BytesIO()
+    ftp.retrbinary(f"RETR {name}", out.write)
+    return out.getvalue()
+
+
+def leftovers(srv: ServerProcess) -> list[str]:
+    return [n for n in os.listdir(srv.setup.shared) if n.startswith(".ftpsd-upload-")]
+
+
+def test_full_user_roundtrip_and_overwrite(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    name = unique("full")
+    assert stor(ftp, name, b"one").startswith("226")
+    assert stor(ftp, name, b"two, longer").startswith("226")
+    assert retr(ftp, name) == b"two, longer"
+    ftp.rename(name, name + ".renamed")
+    ftp.delete(name + ".renamed")
+    ftp.mkd("sub-" + name)
+    ftp.rmd("sub-" + name)
+    ftp.quit()
+    assert leftovers(server) == []
+
+
+def test_transfers_are_logged_as_json(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    name = unique("logged")
+    stor(ftp, name, b"x" * 1234)
+    retr(ftp, name)
+    ftp.quit()
+    records = [json.loads(line) for line in server.setup.transfer_log.read_text().splitlines()]
+    mine = [r for r in records if r["path"] == f"/{name}"]
+    assert [(r["direction"], r["bytes"], r["result"], r["user"]) for r in mine] == [
+        ("upload", 1234, "ok", "fbt_admin"),
+        ("download", 1234, "ok", "fbt_admin"),
+    ]
+    assert mine[0]["client"].startswith("127.0.0.1:")
+    server.wait_log(f"transfer STOR '/{name}' direction=upload bytes=1234")
+    assert "admin-secret" not in server.log()
+
+
+def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
+    admin = connect(server, "fbt_admin")
+    existing = unique("existing")
+    stor(admin, existing, b"original")
+    admin.mkd("dir-" + existing)
+
+    ftp = connect(server, "dropbox")
+    new = unique("dropped")
+    assert stor(ftp, new, b"dropped").startswith("226")
+    assert (server.setup.shared / new).read_bytes() == b"dropped"
+    ftp.cwd("dir-" + existing)
+    ftp.cwd("/")
+    resp = ftp.sendcmd("STOU")  # no data connection yet: 150 then we abort
+    assert resp.startswith("150 FILE: ")
+    assert leftovers(server)
+    ftp.abort()
+    assert leftovers(server) == []
+    before = set(os.listdir(server.setup.shared))
+    assert ftp.storbinary("STOU", io.BytesIO(b"unique")).startswith("226")
+    (created,) = set(os.listdir(server.setup.shared)) - before
+    assert created.startswith("file.")
+    assert (server.setup.shared / created).read_bytes() == b"unique"
+
+    refused = {
+        "overwrite": lambda: stor(ftp, existing, b"evil"),
+        "RETR": lambda: retr(ftp, existing),
+        "LIST": lambda: ftp.retrlines("LIST", lambda _: None),
+        "NLST": lambda: ftp.nlst(),
+        "MLSD": lambda: list(ftp.mlsd()),
+        "MLST": lambda: ftp.sendcmd(f"MLST {existing}"),
+        "STAT": lambda: ftp.sendcmd(f"STAT {existing}"),
+        "SIZE": lambda: ftp.size(existing),
+        "MDTM": lambda: ftp.sendcmd(f"MDTM {existing}"),
+        "DELE": lambda: ftp.delete(existing),
+        "RNFR": lambda: ftp.sendcmd(f"RNFR {existing}"),
+        "APPE": lambda: ftp.storbinary(f"APPE {existing}", io.BytesIO(b"more")),
+        "MKD": lambda: ftp.mkd("newdir-" + existing),
+        "RMD": lambda: ftp.rmd("dir-" + existing),
+    }
+    for what, action in refused.items():
+        with pytest.raises(ftplib.error_perm, match=r"^55\d") as info:
+            action()
+        assert info.value, what
+    ftp.quit()
+    assert (server.setup.shared / existing).read_bytes() == b"original"
+    assert (server.setup.shared / f"dir-{existing}").is_dir()
+    admin.quit()
+    assert leftovers(server) == []
+
+
+def test_read_only_cannot_write(server: ServerProcess) -> None:
+    admin = connect(server, "fbt_admin")
+    name = unique("ro")
+    stor(admin, name, b"readable")
+    admin.quit()
+    ftp = connect(server, "reader")
+    assert retr(ftp, name) == b"readable"
+    assert name in ftp.nlst()
+    for action in (
+        lambda: stor(ftp, unique("ro-new"), b"x"),
+        lambda: stor(ftp, name, b"x"),
+        lambda: ftp.delete(name),
+        lambda: ftp.mkd("x"),
+        lambda: ftp.sendcmd(f"RNFR {name}"),
+    ):
+        with pytest.raises(ftplib.error_perm, match=r"^55\d"):
+            action()
+    ftp.quit()
+    assert (server.setup.shared / name).read_bytes() == b"readable"
+
+
+def test_upload_cut_without_close_notify_is_discarded(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    name = unique("cut")
+    conn = ftp.transfercmd(f"STOR {name}")
+    conn.sendall(b"partial data " * 10000)
+    conn.shutdown(socket.SHUT_RDWR)  # SSLSocket.shutdown: TCP FIN without TLS close_notify
+    conn.close()
+    with pytest.raises(ftplib.error_temp, match=r"^426 .*close_notify"):
+        ftp.voidresp()
+    assert not (server.setup.shared / name).exists()
+    assert leftovers(server) == []
+    # The session is still usable and a proper upload of the same name works.
+    assert stor(ftp, name, b"complete").startswith("226")
+    ftp.quit()
+
+
+def test_overwrite_cut_keeps_the_old_file(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    name = unique("keep")
+    stor(ftp, name, b"old content")
+    conn = ftp.transfercmd(f"STOR {name}")
+    conn.sendall(b"new")
+    conn.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    with pytest.raises(ftplib.error_temp):
+        ftp.voidresp()
+    assert (server.setup.shared / name).read_bytes() == b"old content"
+    ftp.quit()
+
+
+def test_upload_in_progress_is_invisible(server: ServerProcess) -> None:
+    uploader = connect(server, "fbt_admin")
+    name = unique("inflight")
+    conn = uploader.transfercmd(f"STOR {name}")
+    conn.sendall(b"first half ")
+    temps = leftovers(server)  # created when STOR was accepted (the 150 reply)
+    assert temps, "the upload should be in a hidden temp file"
+    other = connect(server, "fbt_admin")
+    listing = other.nlst()
+    assert name not in listing
+    assert not [n for n in listing if n.startswith(".ftpsd-upload-")]
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
+        retr(other, temps[0])
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
+        other.delete(temps[0])
+    conn.sendall(b"second half")
+    conn.unwrap()
+    conn.close()
+    assert uploader.voidresp().startswith("226")
+    assert retr(other, name) == b"first half second half"
+    other.quit()
+    uploader.quit()
+
+
+def test_resume_and_append_refused(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    name = unique("resume")
+    stor(ftp, name, b"0123456789")
+    with pytest.raises(ftplib.error_perm, match=r"^554"):
+        ftp.storbinary(f"STOR {name}", io.BytesIO(b"rest"), rest=5)
+    with pytest.raises(ftplib.error_perm, match=r"^550 APPE is not supported"):
+        ftp.storbinary(f"APPE {name}", io.BytesIO(b"more"))
+    # Download resume is fine.
+    out = io.BytesIO()
+    ftp.retrbinary(f"RETR {name}", out.write, rest=5)
+    assert out.getvalue() == b"56789"
+    ftp.quit()
+
+
+@pytest.fixture
+def outside_secret(server: ServerProcess) -> str:
+    """A file outside the shared home and a symlink to its directory planted inside."""
+    outside = server.setup.root / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "secret.txt").write_text("top secret")
+    link = server.setup.shared / "escape"
+    if not link.is_symlink():
+        link.symlink_to(outside)
+    file_link = server.setup.shared / "escape-file"
+    if not file_link.is_symlink():
+        file_link.symlink_to(outside / "secret.txt")
+    return str(outside)
+
+
+def test_paths_cannot_escape_home(server: ServerProcess, outside_secret: str) -> None:
+    ftp = connect(server, "fbt_admin")
+    depth = "../" * 12
+    for path in (
+        f"{depth}{outside_secret.lstrip('/')}/secret.txt",
+        f"{outside_secret}/secret.txt",
+        "escape/secret.txt",
+        "escape-file",
+        "/escape/secret.txt",
+        "..\\..\\..\\etc\\passwd",
+    ):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
+            retr(ftp, path)
+    for path in ("escape", "/escape", "escape/"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
+            ftp.cwd(path)
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
+        stor(ftp, "escape/planted.txt", b"x")
+    assert not os.path.exists(os.path.join(outside_secret, "planted.txt"))
+    listing = ftp.nlst()
+    assert "escape" not in listing
+    assert "escape-file" not in listing
+    ftp.cwd("..")
+    assert ftp.pwd() == "/"
+    ftp.quit()
+
+
+def test_odd_encodings_refused(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    for raw in (b"RETR \xc0\xae\xc0\xae/\xc0\xae\xc0\xae/etc/passwd", b"RETR \xff\xfe", b"RETR a\x00/../../etc/passwd"):
+        ftp.sock.sendall(raw + b"\r\n")
+        assert ftp.getmultiline().startswith("501"), raw
+    assert ftp.sendcmd("NOOP").startswith("200")  # session still in sync
+    ftp.quit()
+
+
+def test_port_to_foreign_or_privileged_address_refused(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    # 127.0.0.2 is a different address than the client's 127.0.0.1 (still loopback, nothing leaves).
+    for cmd in ("PORT 127,0,0,2,195,80", "EPRT |1|127.0.0.2|50000|", "PORT 127,0,0,1,0,22"):
+        with pytest.raises(ftplib.error_perm, match=r"^501"):
+            ftp.sendcmd(cmd)
+    ftp.quit()
+
+
+def test_passive_connection_from_other_address_refused(server: ServerProcess) -> None:
+    ftp = connect(server, "fbt_admin")
+    host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+    intruder = socket.create_connection((host, port), timeout=20, source_address=("127.0.0.2", 0))
+    assert ftp.getmultiline().startswith("425 Rejected data connection from foreign address 127.0.0.2")
+    intruder.close()
+    ftp.quit()
