@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ftplib
+import hashlib
 import ipaddress
 import os
 import signal
@@ -21,9 +22,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from ftpsd.passwords import hash_password
+from ftpsd.passwords import ScryptHash, hash_password
 
-PASSWORDS = {"fbt_admin": "admin-secret", "dropbox": "upload-secret", "reader": "reader-secret"}
+PASSWORDS = {
+    "fbt_admin": "admin-secret",
+    "dropbox": "upload-secret",
+    "reader": "reader-secret",
+    "slowpoke": "slow-secret",  # deliberately expensive hash (about 1 s) for the concurrency test
+    "newbie": "newbie-secret",  # only added to the config by the reload test
+}
 _HASHES: dict[str, str] = {}
 
 
@@ -57,7 +64,12 @@ def make_cert(directory: Path, name: str = "server") -> tuple[Path, Path]:
 
 def password_hash(user: str) -> str:
     if user not in _HASHES:
-        _HASHES[user] = hash_password(PASSWORDS[user])
+        if user == "slowpoke":
+            salt = os.urandom(16)
+            key = hashlib.scrypt(PASSWORDS[user].encode(), salt=salt, n=1 << 14, r=8, p=16, dklen=32)
+            _HASHES[user] = ScryptHash(14, 8, 16, salt, key).encode()
+        else:
+            _HASHES[user] = hash_password(PASSWORDS[user])
     return _HASHES[user]
 
 
@@ -129,6 +141,7 @@ class ServerSetup:
             ("fbt_admin", "full", str(self.shared)),
             ("dropbox", "upload_only", str(self.shared)),
             ("reader", "read_only", str(self.shared)),
+            ("slowpoke", "read_only", str(self.shared)),
             *self.extra_users,
         ]
         for name, perms, home in users:

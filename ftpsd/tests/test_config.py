@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ftpsd.config import MOZILLA_INTERMEDIATE_CIPHERS, ConfigError, load_config, parse_config
 from ftpsd.passwords import hash_password
 

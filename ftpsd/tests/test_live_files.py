@@ -10,7 +10,6 @@ import socket
 import uuid
 
 import pytest
-
 from conftest import ServerProcess, connect
 
 pytestmark = pytest.mark.live
@@ -249,7 +248,11 @@ def test_paths_cannot_escape_home(server: ServerProcess, outside_secret: str) ->
 
 def test_odd_encodings_refused(server: ServerProcess) -> None:
     ftp = connect(server, "fbt_admin")
-    for raw in (b"RETR \xc0\xae\xc0\xae/\xc0\xae\xc0\xae/etc/passwd", b"RETR \xff\xfe", b"RETR a\x00/../../etc/passwd"):
+    for raw in (
+        b"RETR \xc0\xae\xc0\xae/\xc0\xae\xc0\xae/etc/passwd",
+        b"RETR \xff\xfe",
+        b"RETR a\x00/../../etc/passwd",
+    ):
         ftp.sock.sendall(raw + b"\r\n")
         assert ftp.getmultiline().startswith("501"), raw
     assert ftp.sendcmd("NOOP").startswith("200")  # session still in sync

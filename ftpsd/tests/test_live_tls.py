@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORDS, ReusingFTP_TLS, ServerProcess, client_context, connect
 
 pytestmark = pytest.mark.live
@@ -125,7 +124,7 @@ def test_tls11_client_refused(server: ServerProcess) -> None:
     ftp.close()
 
 
-class ImplicitFTP_TLS(ReusingFTP_TLS):  # noqa: N801
+class ImplicitFTP_TLS(ReusingFTP_TLS):
     """ftplib has no implicit mode: wrap the control socket before reading the banner."""
 
     def connect(

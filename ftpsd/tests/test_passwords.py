@@ -1,7 +1,6 @@
 """Unit tests for the scrypt hash format."""
 
 import pytest
-
 from ftpsd.passwords import DEFAULT_LOG2_N, hash_password, parse_hash, verify_password
 
 

@@ -1,7 +1,6 @@
 """Unit tests for permission profiles and the ban tracker."""
 
 import pytest
-
 from ftpsd.bans import BanTracker
 from ftpsd.permissions import can_overwrite, resolve_permissions
 

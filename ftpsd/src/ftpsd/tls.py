@@ -90,9 +90,8 @@ def load_material(settings: TlsSettings) -> TlsMaterial:
     leaf, *chain = (crypto.X509.from_cryptography(c) for c in certs)
     key = crypto.PKey.from_cryptography_key(private_key)  # type: ignore[arg-type]
     material = TlsMaterial(settings, leaf, tuple(chain), key)
-    ctx = material.new_context()
     try:
-        ctx.check_privatekey()
+        material.new_context().check_privatekey()  # use_privatekey() already refuses a foreign key
     except SSL.Error as err:
         raise TlsSetupError(
             f"tls.private_key: {settings.private_key} does not match the certificate {settings.certificate}"
