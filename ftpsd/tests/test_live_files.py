@@ -91,7 +91,7 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
         "overwrite": lambda: stor(ftp, existing, b"evil"),
         "RETR": lambda: retr(ftp, existing),
         "LIST": lambda: ftp.retrlines("LIST", lambda _: None),
-        "NLST": lambda: ftp.nlst(),
+        "NLST": ftp.nlst,
         "MLSD": lambda: list(ftp.mlsd()),
         "MLST": lambda: ftp.sendcmd(f"MLST {existing}"),
         "STAT": lambda: ftp.sendcmd(f"STAT {existing}"),

@@ -41,7 +41,7 @@ def test_plaintext_user_refused(server: ServerProcess) -> None:
 def test_wrong_password_unknown_user_and_anonymous_refused(server: ServerProcess) -> None:
     for user, password in [("fbt_admin", "wrong"), ("nosuchuser", "x"), ("anonymous", "guest@")]:
         ftp = connect(server)
-        with pytest.raises(ftplib.error_perm, match="^530 Authentication failed"):
+        with pytest.raises(ftplib.error_perm, match=r"^530 Authentication failed"):
             ftp.login(user, password)
         ftp.close()
 
@@ -50,17 +50,17 @@ def test_transfer_commands_need_prot_p(server: ServerProcess) -> None:
     ftp = connect(server)
     ftp.login("fbt_admin", PASSWORDS["fbt_admin"])
     for cmd in ("PASV", "EPSV", "PORT 127,0,0,1,200,10", "EPRT |1|127.0.0.1|51210|"):
-        with pytest.raises(ftplib.error_perm, match="^550 SSL/TLS required on the data channel"):
+        with pytest.raises(ftplib.error_perm, match=r"^550 SSL/TLS required on the data channel"):
             ftp.sendcmd(cmd)
     ftp.sendcmd("PBSZ 0")
     # PROT C would make the next data connection cleartext.
-    with pytest.raises(ftplib.error_perm, match="^534"):
+    with pytest.raises(ftplib.error_perm, match=r"^534"):
         ftp.sendcmd("PROT C")
-    with pytest.raises(ftplib.error_perm, match="^550"):
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
         ftp.sendcmd("PASV")
     ftp.sendcmd("PROT P")
     assert ftp.sendcmd("PASV").startswith("227")
-    with pytest.raises(ftplib.error_perm, match="^534"):
+    with pytest.raises(ftplib.error_perm, match=r"^534"):
         ftp.sendcmd("PROT C")
     ftp.close()
 
@@ -151,26 +151,16 @@ def test_implicit_ftps_with_ftplib(server: ServerProcess) -> None:
     ftp.quit()
 
 
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_implicit_ftps_with_curl(server: ServerProcess, tmp_path: Path) -> None:
     (server.setup.shared / "curl-implicit.txt").write_bytes(b"via curl implicit")
     url = f"ftps://127.0.0.1:{server.setup.implicit_port}/curl-implicit.txt"
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--cacert",
-            str(server.setup.cert),
-            "-u",
-            f"reader:{PASSWORDS['reader']}",
-            "-o",
-            str(out),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = curl(
+        "--cacert", str(server.setup.cert), "-u", f"reader:{PASSWORDS['reader']}", "-o", str(out), url
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == b"via curl implicit"
@@ -181,43 +171,18 @@ def test_explicit_ftps_with_curl_upload_and_download(server: ServerProcess, tmp_
     payload.write_bytes(hashlib.sha256(b"seed").digest() * 40000)
     base = f"ftp://127.0.0.1:{server.setup.explicit_port}"
     auth = ["-u", f"fbt_admin:{PASSWORDS['fbt_admin']}", "--ssl-reqd", "--cacert", str(server.setup.cert)]
-    up = subprocess.run(
-        ["curl", "-sS", *auth, "-T", str(payload), f"{base}/curl.bin"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    up = curl(*auth, "-T", str(payload), f"{base}/curl.bin")
     assert up.returncode == 0, up.stderr
     out = tmp_path / "back.bin"
-    down = subprocess.run(
-        ["curl", "-sS", *auth, "-o", str(out), f"{base}/curl.bin"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    down = curl(*auth, "-o", str(out), f"{base}/curl.bin")
     assert down.returncode == 0, down.stderr
     assert out.read_bytes() == payload.read_bytes()
 
 
 def test_curl_without_tls_gets_nothing(server: ServerProcess, tmp_path: Path) -> None:
     (server.setup.shared / "secret.txt").write_bytes(b"secret")
-    result = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-u",
-            f"reader:{PASSWORDS['reader']}",
-            "-o",
-            str(tmp_path / "o"),
-            f"ftp://127.0.0.1:{server.setup.explicit_port}/secret.txt",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    url = f"ftp://127.0.0.1:{server.setup.explicit_port}/secret.txt"
+    result = curl("-u", f"reader:{PASSWORDS['reader']}", "-o", str(tmp_path / "o"), url)
     assert result.returncode != 0
     assert not (tmp_path / "o").exists()
 

@@ -1,5 +1,8 @@
 """Unit tests for the scrypt hash format."""
 
+import base64
+import hashlib
+
 import pytest
 from ftpsd.passwords import DEFAULT_LOG2_N, hash_password, parse_hash, verify_password
 
@@ -49,9 +52,6 @@ def test_malformed_or_too_expensive_hashes_rejected(bad: str) -> None:
 
 def test_older_parameters_still_verify() -> None:
     """Hashes carry their own cost, so raising the default later keeps old hashes valid."""
-    import base64
-    import hashlib
-
     salt = b"saltsaltsalt1234"
     key = hashlib.scrypt(b"pw", salt=salt, n=1 << 12, r=8, p=1, dklen=32)
     b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731

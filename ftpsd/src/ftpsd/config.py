@@ -11,9 +11,9 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from ftpsd.passwords import parse_hash
 from ftpsd.permissions import resolve_permissions
@@ -214,9 +214,9 @@ def _permissions(value: str) -> str | None:
     return None
 
 
-def _passive_ports(section: _Section) -> tuple[int, int]:
-    value = section.get("passive_ports", list, [50000, 60000])
-    key = section.key("passive_ports")
+def _passive_ports(sec: _Section) -> tuple[int, int]:
+    value = sec.get("passive_ports", list, [50000, 60000])
+    key = sec.key("passive_ports")
     if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{key}: expected [first, last], two integers")
     first, last = value
@@ -225,71 +225,69 @@ def _passive_ports(section: _Section) -> tuple[int, int]:
     return first, last
 
 
-def _parse_server(data: object) -> ServerSettings:
-    sec = _Section("server", data)
-    defaults = ServerSettings()
-    result = ServerSettings(
-        listen_address=sec.get("listen_address", str, defaults.listen_address, _ip_address),
-        explicit_port=sec.get("explicit_port", int, defaults.explicit_port, _port),
-        implicit_port=sec.get("implicit_port", int, defaults.implicit_port, _port_or_zero),
-        passive_ports=_passive_ports(sec),
-        masquerade_address=sec.get("masquerade_address", str, defaults.masquerade_address, _ipv4_or_empty),
-        banner=sec.get("banner", str, defaults.banner, _banner),
-    )
+def _path_or_empty(value: str) -> str | None:
+    return _absolute_path(value) if value else None
+
+
+_T = TypeVar("_T")
+_TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool}
+_Check = Callable[[Any], str | None]
+# Per-key checks; the dataclasses above give each key's type and default.
+_CHECKS: dict[str, dict[str, _Check]] = {
+    "server": {
+        "listen_address": _ip_address,
+        "explicit_port": _port,
+        "implicit_port": _port_or_zero,
+        "masquerade_address": _ipv4_or_empty,
+        "banner": _banner,
+    },
+    "tls": {
+        "certificate": _absolute_path,
+        "private_key": _absolute_path,
+        "min_version": _one_of(TLS_VERSIONS),
+        "ciphers": _non_empty,
+        "groups": _non_empty,
+    },
+    "limits": {
+        "max_connections": _positive,
+        "max_connections_per_ip": _positive,
+        "idle_timeout": _positive,
+        "data_timeout": _positive,
+        "ban_after_failures": _non_negative,
+        "ban_window": _positive,
+        "ban_duration": _positive,
+    },
+    "logging": {"level": _one_of(LOG_LEVELS), "transfer_log": _path_or_empty},
+}
+
+
+def _parse_table(name: str, cls: type[_T], data: object) -> _T:
+    """Read one table into its dataclass: unknown keys, wrong types and failed checks are errors."""
+    sec = _Section(name, data)
+    values: dict[str, Any] = {}
+    for spec in fields(cls):  # type: ignore[arg-type]
+        default = ... if spec.default is MISSING else spec.default
+        if spec.name == "passive_ports":
+            values[spec.name] = _passive_ports(sec)
+        else:
+            check = _CHECKS[name].get(spec.name)
+            values[spec.name] = sec.get(spec.name, _TYPES[str(spec.type)], default, check)
     sec.finish()
-    if result.implicit_port == result.explicit_port:
+    return cls(**values)
+
+
+def _check_server(server: ServerSettings) -> None:
+    if server.implicit_port == server.explicit_port:
         raise ConfigError("server.implicit_port: must differ from server.explicit_port")
-    first, last = result.passive_ports
+    first, last = server.passive_ports
     for name in ("explicit_port", "implicit_port"):
-        if first <= getattr(result, name) <= last:
+        if first <= getattr(server, name) <= last:
             raise ConfigError(f"server.{name}: inside server.passive_ports [{first}, {last}]")
-    return result
 
 
-def _parse_tls(data: object) -> TlsSettings:
-    sec = _Section("tls", data)
-    result = TlsSettings(
-        certificate=sec.get("certificate", str, check=_absolute_path),
-        private_key=sec.get("private_key", str, check=_absolute_path),
-        min_version=sec.get("min_version", str, "TLSv1.2", _one_of(TLS_VERSIONS)),
-        ciphers=sec.get("ciphers", str, MOZILLA_INTERMEDIATE_CIPHERS, _non_empty),
-        groups=sec.get("groups", str, "X25519:prime256v1:secp384r1", _non_empty),
-        require_session_reuse=sec.get("require_session_reuse", bool, True),
-    )
-    sec.finish()
-    return result
-
-
-def _parse_limits(data: object) -> LimitSettings:
-    sec = _Section("limits", data)
-    d = LimitSettings()
-    result = LimitSettings(
-        max_connections=sec.get("max_connections", int, d.max_connections, _positive),
-        max_connections_per_ip=sec.get("max_connections_per_ip", int, d.max_connections_per_ip, _positive),
-        idle_timeout=sec.get("idle_timeout", int, d.idle_timeout, _positive),
-        data_timeout=sec.get("data_timeout", int, d.data_timeout, _positive),
-        ban_after_failures=sec.get("ban_after_failures", int, d.ban_after_failures, _non_negative),
-        ban_window=sec.get("ban_window", int, d.ban_window, _positive),
-        ban_duration=sec.get("ban_duration", int, d.ban_duration, _positive),
-    )
-    sec.finish()
-    if result.max_connections_per_ip > result.max_connections:
+def _check_limits(limits: LimitSettings) -> None:
+    if limits.max_connections_per_ip > limits.max_connections:
         raise ConfigError("limits.max_connections_per_ip: larger than limits.max_connections")
-    return result
-
-
-def _parse_logging(data: object) -> LoggingSettings:
-    sec = _Section("logging", data)
-
-    def _path_or_empty(value: str) -> str | None:
-        return _absolute_path(value) if value else None
-
-    result = LoggingSettings(
-        level=sec.get("level", str, "info", _one_of(LOG_LEVELS)),
-        transfer_log=sec.get("transfer_log", str, "", _path_or_empty),
-    )
-    sec.finish()
-    return result
 
 
 def _parse_users(data: object) -> tuple[User, ...]:
@@ -325,13 +323,16 @@ def parse_config(data: dict[str, Any]) -> Config:
     top.get("tls", dict)
     top.get("users", list, [])
     top.finish()
-    return Config(
-        server=_parse_server(data.get("server", {})),
-        tls=_parse_tls(data["tls"]),
-        limits=_parse_limits(data.get("limits", {})),
-        logging=_parse_logging(data.get("logging", {})),
+    config = Config(
+        server=_parse_table("server", ServerSettings, data.get("server", {})),
+        tls=_parse_table("tls", TlsSettings, data["tls"]),
+        limits=_parse_table("limits", LimitSettings, data.get("limits", {})),
+        logging=_parse_table("logging", LoggingSettings, data.get("logging", {})),
         users=_parse_users(data.get("users")),
     )
+    _check_server(config.server)
+    _check_limits(config.limits)
+    return config
 
 
 def load_config(path: str) -> Config:
