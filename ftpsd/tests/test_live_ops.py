@@ -113,6 +113,8 @@ def test_reload_swaps_certificate_and_users_but_not_running_transfers(
     assert "big.bin" in old.nlst()
     assert fingerprint(old) == old_fp
     old.quit()
+    # The transfer that straddled the reload is in the (reopened) transfer log.
+    assert '"path": "/big.bin", "direction": "download", "bytes": 41943040' in setup.transfer_log.read_text()
 
 
 def test_bad_config_on_reload_keeps_old_one(server_factory: Callable[..., ServerProcess]) -> None:

@@ -228,9 +228,10 @@ class FtpsControlHandler(TLS_FTPHandler):
     require_session_reuse = True
 
     def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:  # noqa: ANN401
-        # Snapshot the reloadable settings: a SIGHUP must not change a running session.
+        # Snapshot the users: a SIGHUP must not change the permissions of a running session.
+        # (The TLS context is per connection anyway; the transfer log is always the current one,
+        # because a reload closes the old file for logrotate.)
         self.authorizer = type(self).authorizer
-        self.transfer_log = type(self).transfer_log
         super().__init__(conn, server, ioloop)
 
     @classmethod
