@@ -1,0 +1,118 @@
+"""Passive data connections, with every stage observed separately.
+
+A transfer can break at the TCP connect (firewall, wrong announced address), at the TLS handshake
+(session reuse refused), while moving bytes, or in the server's final reply. ``Transfer`` records
+which, so the steps can say which layer is broken instead of "transfer failed".
+"""
+
+from __future__ import annotations
+
+import ftplib
+import ssl
+from dataclasses import dataclass
+
+from ftpsd.doctor.control import ControlChannel, Reply
+from ftpsd.doctor.network import ConnectFailed, connect
+
+MAX_DOWNLOAD = 16 * 1024 * 1024  # listings and the probe file are small; never buffer without end
+
+
+class PassiveRefused(Exception):
+    """The server did not answer PASV/EPSV with a usable address."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def request_passive(control: ControlChannel, command: str) -> tuple[str, int]:
+    """Send PASV or EPSV and return the address and port the server announced.
+
+    EPSV announces only a port; the address is by definition the one of the control connection.
+    """
+    reply = control.command(command)
+    try:
+        if command == "PASV" and reply.code == 227:
+            return ftplib.parse227(reply.text)  # noqa: S321 - parses reply text, nothing more
+        if command == "EPSV" and reply.code == 229:
+            return ftplib.parse229(reply.text, (control.peer, 0))  # noqa: S321 - as above
+    except ftplib.Error:
+        pass
+    raise PassiveRefused(reply)
+
+
+@dataclass
+class Transfer:
+    """What happened to one data transfer, stage by stage."""
+
+    target: tuple[str, int]
+    connect_error: ConnectFailed | None = None
+    preliminary: Reply | None = None
+    tls_error: str = ""
+    io_error: str = ""
+    final: Reply | None = None
+    data: bytes = b""
+    session_reused: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.final is not None and self.final.code == 226 and not (self.tls_error or self.io_error)
+
+
+def run_transfer(
+    control: ControlChannel,
+    context: ssl.SSLContext,
+    target: tuple[str, int],
+    command: str,
+    *,
+    timeout: float,
+    upload: bytes | None = None,
+    reuse_session: bool = True,
+) -> Transfer:
+    """Connect to an announced passive port, send ``command`` and move the data over TLS.
+
+    ``reuse_session=False`` deliberately starts a fresh TLS session, to see whether the server
+    insists on resumption (which stops another client from hijacking the data connection).
+    """
+    result = Transfer(target)
+    try:
+        raw = connect(*target, timeout)
+    except ConnectFailed as err:
+        result.connect_error = err
+        return result
+    result.preliminary = control.command(command)
+    if result.preliminary.kind != 1:  # refused before any data moved: this is the final answer
+        raw.close()
+        result.final = result.preliminary
+        return result
+    session = control.session if reuse_session else None
+    try:
+        data = context.wrap_socket(raw, server_hostname=control.host, session=session)
+    except (ssl.SSLError, OSError) as err:
+        raw.close()
+        result.tls_error = str(err)
+    else:
+        result.session_reused = data.session_reused
+        try:
+            if upload is None:
+                result.data = _receive(data)
+            else:
+                data.sendall(upload)
+                data.unwrap()  # TLS close_notify: ftpsd discards an upload that ends without it
+        except (ssl.SSLError, OSError) as err:
+            result.io_error = str(err) or type(err).__name__
+        finally:
+            data.close()
+    result.final = control.read_reply()
+    return result
+
+
+def _receive(sock: ssl.SSLSocket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := sock.recv(65536):
+        size += len(chunk)
+        if size > MAX_DOWNLOAD:
+            raise OSError(f"more than {MAX_DOWNLOAD} bytes received")
+        chunks.append(chunk)
+    return b"".join(chunks)

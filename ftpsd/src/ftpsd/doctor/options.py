@@ -1,0 +1,26 @@
+"""What to check: the target and the client settings, validated by the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """One doctor run. ``password`` is kept out of repr() so it never lands in a log or traceback."""
+
+    host: str
+    port: int
+    implicit: bool = False
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    roundtrip: bool = False
+    insecure: bool = False
+
+    @property
+    def mode(self) -> str:
+        return "implicit" if self.implicit else "explicit"
