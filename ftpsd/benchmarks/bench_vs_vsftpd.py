@@ -1,0 +1,381 @@
+"""Side-by-side benchmark of ftpsd and Debian's vsftpd over explicit FTPS on 127.0.0.1.
+
+Measures, for each server in the same run: download and upload throughput of one large file with
+curl, the time to log in N concurrent TLS clients, and the server's memory with M idle logged-in TLS
+sessions. Prints each figure and the ratio ftpsd/vsftpd. All traffic stays on 127.0.0.1; every loop
+is bounded. Needs root only for vsftpd (which insists on it); run from the repository root:
+
+    .venv/bin/python ftpsd/benchmarks/bench_vs_vsftpd.py [--size-mb 500] [--logins 300] [--idle 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import ipaddress
+import os
+import resource
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ftpsd.passwords import hash_password
+
+HOST = "127.0.0.1"
+BENCH_PASSWORD = "bench-password"  # noqa: S105 - throwaway account of a throwaway server
+
+
+@dataclass
+class Target:
+    """One server under test."""
+
+    name: str
+    port: int
+    user: str
+    password: str
+    upload_dir: str  # FTP path prefix where uploads are allowed
+    proc: subprocess.Popen[bytes]
+
+    def url(self, path: str) -> str:
+        return f"ftp://{HOST}:{self.port}/{path}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "bench.crt", directory / "bench.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def wait_for_banner(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as sock:
+                if sock.recv(100).startswith(b"220"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up on port {port}")
+
+
+def start_vsftpd(work: Path, cert: Path, key: Path, sessions: int) -> Target:
+    """vsftpd with anonymous FTPS (no system user or PAM change needed), TLS forced, reuse required."""
+    root = work / "vsftpd-root"  # vsftpd refuses a writable anonymous root
+    (root / "pub").mkdir(parents=True)
+    shutil.chown(root / "pub", "ftp", "ftp")
+    port = free_port()
+    low = 41000
+    conf = work / "vsftpd.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "listen=YES",
+                "listen_ipv6=NO",
+                f"listen_address={HOST}",
+                f"listen_port={port}",
+                "background=NO",
+                "anonymous_enable=YES",
+                "no_anon_password=YES",
+                f"anon_root={root}",
+                "write_enable=YES",
+                "anon_upload_enable=YES",
+                "local_enable=NO",
+                f"pasv_min_port={low}",
+                f"pasv_max_port={low + 999}",
+                "ssl_enable=YES",
+                "allow_anon_ssl=YES",
+                "force_anon_logins_ssl=YES",
+                "force_anon_data_ssl=YES",
+                "ssl_sslv2=NO",
+                "ssl_sslv3=NO",
+                "ssl_tlsv1=YES",  # vsftpd 3.0.3 has no 1.2-only switch; OpenSSL 3 negotiates TLS 1.3 anyway
+                "require_ssl_reuse=YES",
+                "strict_ssl_read_eof=YES",
+                "ssl_ciphers=HIGH",
+                f"rsa_cert_file={cert}",
+                f"rsa_private_key_file={key}",
+                "seccomp_sandbox=NO",
+                "secure_chroot_dir=/var/run/vsftpd/empty",
+                f"max_clients={sessions + 100}",
+                "max_per_ip=0",
+                "idle_session_timeout=600",
+                "xferlog_enable=NO",
+                "dirmessage_enable=NO",
+            ]
+        )
+        + "\n"
+    )
+    proc = subprocess.Popen(["vsftpd", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_banner(port, proc, "vsftpd")
+    return Target("vsftpd", port, "anonymous", "bench@", "pub/", proc)
+
+
+def start_ftpsd(work: Path, cert: Path, key: Path, sessions: int) -> Target:
+    home = work / "ftpsd-root"
+    home.mkdir()
+    port = free_port()
+    config = work / "ftpsd.toml"
+    config.write_text(
+        f"""[server]
+listen_address = "{HOST}"
+explicit_port = {port}
+passive_ports = [43000, 43999]
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+[limits]
+max_connections = {4 * sessions + 100}
+max_connections_per_ip = {2 * sessions + 50}
+ban_after_failures = 0
+[logging]
+level = "warning"
+[[users]]
+name = "bench"
+password_hash = "{hash_password(BENCH_PASSWORD)}"
+home = "{home}"
+permissions = "full"
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ftpsd.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_banner(port, proc, "ftpsd")
+    return Target("ftpsd", port, "bench", BENCH_PASSWORD, "", proc)
+
+
+def curl(target: Target, *args: str) -> float:
+    """Run one curl transfer and return its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run(
+        ["curl", "-sS", "--ssl-reqd", "-k", "-u", f"{target.user}:{target.password}", *args],
+        check=True,
+        timeout=1800,
+    )
+    return time.perf_counter() - start
+
+
+# --- many TLS sessions (asyncio client)
+
+
+class Session:
+    """A minimal explicit-FTPS control connection: banner, AUTH TLS, USER, PASS."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def login(self, target: Target, ctx: ssl.SSLContext) -> None:
+        reader, writer = await asyncio.open_connection(HOST, target.port)
+        self.writer = writer
+        await self._expect(reader, b"220")
+        await self._command(reader, b"AUTH TLS", b"234")
+        await writer.start_tls(ctx)
+        # vsftpd's anonymous login (no_anon_password) answers USER with 230 directly.
+        if await self._command(reader, f"USER {target.user}".encode(), b"331", b"230") == b"331":
+            await self._command(reader, f"PASS {target.password}".encode(), b"230")
+        await self._command(reader, b"PBSZ 0", b"200")
+        await self._command(reader, b"PROT P", b"200")
+
+    async def _command(self, reader: asyncio.StreamReader, line: bytes, *codes: bytes) -> bytes:
+        assert self.writer is not None
+        self.writer.write(line + b"\r\n")
+        await self.writer.drain()
+        return await self._expect(reader, *codes)
+
+    @staticmethod
+    async def _expect(reader: asyncio.StreamReader, *codes: bytes) -> bytes:
+        while True:
+            reply = await asyncio.wait_for(reader.readline(), 120)
+            if not reply:
+                raise ConnectionError(f"connection closed, expected {codes!r}")
+            if reply[3:4] == b" ":
+                if reply[:3] in codes:
+                    return reply[:3]
+                raise ConnectionError(f"expected {codes!r}, got {reply!r}")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 10)
+            except (OSError, TimeoutError, ssl.SSLError):
+                pass  # the server may drop us first; we only want the socket gone
+
+
+async def close_all(sessions: list[Session]) -> None:
+    await asyncio.gather(*(s.close() for s in sessions))
+
+
+async def open_sessions(target: Target, count: int) -> tuple[float, list[Session]]:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    sessions = [Session() for _ in range(count)]
+    start = time.perf_counter()
+    await asyncio.gather(*(s.login(target, ctx) for s in sessions))
+    return time.perf_counter() - start, sessions
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    pids = [pid]
+    for child in children.stdout.split():
+        pids += process_tree(int(child))
+    return pids
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """RSS and PSS in MiB summed over the process and all its descendants (vsftpd forks per session)."""
+    rss = pss = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss / 1024, pss / 1024
+
+
+# --- driver
+
+
+@contextmanager
+def servers(work: Path, sessions: int) -> Iterator[list[Target]]:
+    cert, key = make_cert(work)
+    targets: list[Target] = []
+    try:
+        targets.append(start_vsftpd(work, cert, key, sessions))
+        targets.append(start_ftpsd(work, cert, key, sessions))
+        yield targets
+    finally:
+        for target in targets:
+            target.proc.terminate()
+            try:
+                target.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                target.proc.kill()
+                target.proc.wait()
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    payload = work / "payload.bin"
+    with payload.open("wb") as handle:
+        chunk = os.urandom(1 << 20)
+        for _ in range(args.size_mb):
+            handle.write(chunk)
+    with servers(work, max(args.logins, args.idle)) as targets:
+        for target in targets:
+            root = work / ("vsftpd-root" if target.name == "vsftpd" else "ftpsd-root")
+            os.link(payload, root / "payload.bin")
+            (root / "payload.bin").chmod(0o644)
+            figures: dict[str, float] = {}
+            size = args.size_mb
+            seconds = min(
+                curl(target, "-o", os.devnull, target.url("payload.bin")) for _ in range(args.repeat)
+            )
+            figures["download MB/s"] = size / seconds
+            seconds = min(
+                curl(target, "-T", str(payload), target.url(f"{target.upload_dir}up{i}.bin"))
+                for i in range(args.repeat)
+            )
+            figures["upload MB/s"] = size / seconds
+            figures["idle RSS MiB (no sessions)"] = memory_mb(target.proc.pid)[0]
+            figures[f"login {args.logins} concurrent TLS clients s"] = asyncio.run(
+                timed_logins(target, args.logins)
+            )
+            figures.update(asyncio.run(idle_memory(target, args.idle)))
+            results[target.name] = figures
+            print(f"{target.name}: " + ", ".join(f"{k} = {v:.2f}" for k, v in figures.items()), flush=True)
+    return results
+
+
+async def timed_logins(target: Target, count: int) -> float:
+    elapsed, sessions = await open_sessions(target, count)
+    await close_all(sessions)
+    return elapsed
+
+
+async def idle_memory(target: Target, count: int) -> dict[str, float]:
+    _, sessions = await open_sessions(target, count)
+    await asyncio.sleep(1)  # let the server settle (vsftpd forks, ftpsd frees hashing buffers)
+    rss, pss = memory_mb(target.proc.pid)
+    await close_all(sessions)
+    return {f"RSS MiB with {count} idle TLS sessions": rss, f"PSS MiB with {count} idle TLS sessions": pss}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mb", type=int, default=500, help="transfer size in MiB (default 500)")
+    parser.add_argument("--logins", type=int, default=300, help="concurrent TLS logins (default 300)")
+    parser.add_argument("--idle", type=int, default=500, help="idle TLS sessions for memory (default 500)")
+    parser.add_argument("--repeat", type=int, default=2, help="transfers per direction, best counts")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("vsftpd needs root to start; run as root", file=sys.stderr)
+        return 2
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both servers
+    work = Path(tempfile.mkdtemp(prefix="ftpsd-bench-"))
+    work.chmod(0o755)
+    try:
+        results = run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\nfigure | vsftpd | ftpsd | ftpsd/vsftpd")
+    for key in results["ftpsd"]:
+        v, f = results["vsftpd"][key], results["ftpsd"][key]
+        print(f"{key} | {v:.2f} | {f:.2f} | {f / v:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
