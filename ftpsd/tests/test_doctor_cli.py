@@ -1,0 +1,90 @@
+"""The installed ftps-doctor command: exit codes, JSON, and the ways a password may (not) be given."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.register_assert_rewrite("doctor_fixtures")
+
+from conftest import PASSWORDS  # noqa: E402
+from doctor_fixtures import run_cli, run_cli_json  # noqa: E402
+
+pytestmark = pytest.mark.live
+pytest_plugins = ["doctor_fixtures"]
+
+
+def target(setup):
+    return ["127.0.0.1", "--port", str(setup.explicit_port), "--ca", str(setup.cert), "--timeout", "5"]
+
+
+def test_json_report_of_a_healthy_server(healthy, tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORDS["fbt_admin"] + "\n")
+    code, report = run_cli_json(
+        *target(healthy), "--user", "fbt_admin", "--password-file", str(secret), "--roundtrip"
+    )
+    assert code == 0
+    assert report["tool"] == "ftps-doctor"
+    assert report["status"] == "PASS"
+    assert report["exit_code"] == 0
+    assert report["target"] == {
+        "host": "127.0.0.1",
+        "port": healthy.explicit_port,
+        "mode": "explicit",
+        "user": "fbt_admin",
+        "ca_file": str(healthy.cert),
+    }
+    assert [s["name"] for s in report["steps"]][-1] == "roundtrip"
+    for entry in report["steps"]:
+        assert set(entry) == {"name", "status", "diagnosis", "hint", "facts"}
+        assert entry["status"] == "PASS"
+
+
+def test_password_from_environment(healthy):
+    code, report = run_cli_json(
+        *target(healthy), "--user", "reader", env={"FTPS_DOCTOR_PASSWORD": PASSWORDS["reader"]}
+    )
+    assert code == 0, report
+    assert report["steps"][4]["name"] == "login"
+    assert report["steps"][4]["status"] == "PASS"
+
+
+def test_text_report_of_a_wrong_password_from_stdin(healthy):
+    code, out, _ = run_cli(
+        *target(healthy), "--user", "fbt_admin", "--password-file", "-", stdin="wrong-one\n"
+    )
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == f"ftps-doctor 127.0.0.1:{healthy.explicit_port} (explicit FTPS, user fbt_admin)"
+    login = next(i for i, line in enumerate(lines) if line.startswith("FAIL login"))
+    assert "530 Authentication failed" in lines[login]
+    assert lines[login + 1].strip().startswith("fix: check the user name and its password")
+    assert any(line.startswith("SKIP protection") for line in lines)
+    assert lines[-1].startswith("result: FAIL")
+    assert "wrong-one" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "fbt_admin"], "--user needs a password"),
+        (["--roundtrip"], "--roundtrip needs --user"),
+        (["--ca", "/nonexistent/ca.pem"], "--ca /nonexistent/ca.pem"),
+        (["--port", "0"], "not a port number"),
+        (["--timeout", "0"], "--timeout must be greater than 0"),
+        (["--user", "fbt_admin", "--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw"),
+    ],
+)
+def test_usage_errors_exit_2_without_touching_the_network(args, message):
+    code, out, err = run_cli("198.18.251.1", *args, env={"FTPS_DOCTOR_PASSWORD": ""})
+    assert code == 2
+    assert message in err
+    assert out == ""
+
+
+def test_empty_password_file_is_a_usage_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    code, _, err = run_cli("198.18.251.1", "--user", "u", "--password-file", str(empty))
+    assert code == 2
+    assert "the password is empty" in err
