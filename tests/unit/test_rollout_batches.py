@@ -1,0 +1,61 @@
+"""Batch planning of site.yml: batches follow sites, so a failure never spills into the next site."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+spec = importlib.util.spec_from_file_location(
+    "ftps_rollout", Path(__file__).parents[2] / "filter_plugins" / "ftps_rollout.py"
+)
+ftps_rollout = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ftps_rollout)
+batches = ftps_rollout.rollout_batches
+
+HOSTVARS = {
+    "bj-1": {"ftps_site": "beijing"},
+    "bj-2": {"ftps_site": "beijing"},
+    "bj-3": {"ftps_site": "beijing"},
+    "bj-4": {"ftps_site": "beijing"},
+    "sh-1": {"ftps_site": "shanghai"},
+    "sh-2": {"ftps_site": "shanghai"},
+    "lone": {},
+}
+
+
+def test_canary_then_rest_of_each_site():
+    assert batches(["bj-1", "bj-2", "bj-3", "sh-1", "sh-2"], HOSTVARS) == [1, 2, 1, 1]
+
+
+def test_percentage_of_the_remaining_hosts_of_a_site():
+    hosts = ["bj-1", "bj-2", "bj-3", "bj-4", "sh-1", "sh-2"]
+    assert batches(hosts, HOSTVARS, canary=1, batch_size="50%") == [1, 1, 1, 1, 1, 1]
+    assert batches(hosts, HOSTVARS, canary=0, batch_size=3) == [3, 1, 2]
+
+
+def test_hosts_without_a_site_form_their_own_group():
+    assert batches(["lone", "bj-1", "bj-2"], HOSTVARS) == [1, 1, 1]
+
+
+def test_limit_to_one_site_plans_only_that_site():
+    assert batches(["sh-1", "sh-2"], HOSTVARS, canary=1) == [1, 1]
+
+
+def test_every_host_is_in_exactly_one_batch():
+    hosts = list(HOSTVARS)
+    assert sum(batches(hosts, HOSTVARS, canary=2, batch_size="34%")) == len(hosts)
+
+
+@pytest.mark.parametrize(
+    ("canary", "batch_size", "message"),
+    [
+        (-1, "100%", "ftps_rollout_canary"),
+        (1, "0", "ftps_rollout_batch_size"),
+        (1, "150%", "percentage"),
+        (1, "half", "ftps_rollout_batch_size"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_variable_name(canary, batch_size, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        batches(["bj-1", "bj-2"], HOSTVARS, canary=canary, batch_size=batch_size)
