@@ -68,7 +68,9 @@ def test_text_report_of_a_wrong_password_from_stdin(healthy):
     ("args", "message"),
     [
         (["--user", "fbt_admin"], "--user needs a password"),
-        (["--roundtrip"], "--roundtrip needs --user"),
+        (["--roundtrip"], "--roundtrip and --login-only need --user"),
+        (["--user", "u", "--roundtrip", "--login-only"], "--roundtrip needs the data channel"),
+        (["--json", "--brief"], "not allowed with argument"),
         (["--ca", "/nonexistent/ca.pem"], "--ca /nonexistent/ca.pem"),
         (["--port", "0"], "not a port number"),
         (["--timeout", "0"], "--timeout must be greater than 0"),
@@ -88,3 +90,24 @@ def test_empty_password_file_is_a_usage_error(tmp_path):
     code, _, err = run_cli("198.18.251.1", "--user", "u", "--password-file", str(empty))
     assert code == 2
     assert "the password is empty" in err
+
+
+def test_login_only_for_an_account_that_may_not_list(healthy):
+    env = {"FTPS_DOCTOR_PASSWORD": PASSWORDS["dropbox"]}
+    code, report = run_cli_json(*target(healthy), "--user", "dropbox", "--login-only", env=env)
+    assert code == 0
+    assert report["status"] == "PASS"
+    by_name = {s["name"]: s for s in report["steps"]}
+    assert by_name["login"]["status"] == "PASS"
+    assert by_name["protection"]["status"] == "PASS"
+    for name in ("pasv", "epsv", "session_reuse"):
+        assert by_name[name]["status"] == "SKIP"
+        assert by_name[name]["diagnosis"] == "not run: --login-only"
+
+
+def test_brief_text_leaves_out_the_facts(healthy):
+    full = run_cli(*target(healthy))[1]
+    brief = run_cli(*target(healthy), "--brief")[1]
+    assert "sha256_fingerprint:" in full
+    assert "sha256_fingerprint:" not in brief
+    assert [line for line in full.splitlines() if not line.startswith(" ")] == brief.splitlines()

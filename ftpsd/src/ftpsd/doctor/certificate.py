@@ -107,9 +107,10 @@ def problems(
             )
         )
     if now > info.not_after:
+        days_ago = (now - info.not_after).days
         found.append(
             (
-                f"the certificate expired on {info.not_after:%Y-%m-%d} ({(now - info.not_after).days} days ago)",
+                f"the certificate expired on {info.not_after:%Y-%m-%d} ({days_ago} days ago)",
                 "renew it: re-run the deployment (ftps_certificate role) or install a new certificate, "
                 "then reload ftpsd",
             )

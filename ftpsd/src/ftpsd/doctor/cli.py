@@ -62,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log in even when the certificate is not trusted (sends the password anyway)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument(
+        "--login-only",
+        action="store_true",
+        help="stop after login and PROT P, for accounts that may not list (such as upload-only ones)",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    output.add_argument("--brief", action="store_true", help="text without the measured facts")
     return parser
 
 
@@ -92,8 +99,10 @@ def options_from(args: argparse.Namespace) -> Options:
         raise UsageError(f"--port {args.port} is not a port number")
     if args.timeout <= 0:
         raise UsageError("--timeout must be greater than 0")
-    if args.roundtrip and not args.user:
-        raise UsageError("--roundtrip needs --user")
+    if (args.roundtrip or args.login_only) and not args.user:
+        raise UsageError("--roundtrip and --login-only need --user")
+    if args.roundtrip and args.login_only:
+        raise UsageError("--roundtrip needs the data channel that --login-only leaves out")
     if args.ca:
         verifying_context(args.ca)  # an unusable --ca is a usage error, not a server fault
     return Options(
@@ -105,6 +114,7 @@ def options_from(args: argparse.Namespace) -> Options:
         ca_file=args.ca,
         timeout=args.timeout,
         roundtrip=args.roundtrip,
+        login_only=args.login_only,
         insecure=args.insecure,
     )
 
@@ -119,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ftps-doctor: error: {err}", file=sys.stderr)
         return USAGE_ERROR
     report = diagnose(options)
-    print(to_json(report) if args.json else to_text(report))
+    print(to_json(report) if args.json else to_text(report, facts=not args.brief))
     return report.exit_code
 
 

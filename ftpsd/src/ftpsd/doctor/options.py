@@ -19,6 +19,7 @@ class Options:
     ca_file: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     roundtrip: bool = False
+    login_only: bool = False  # for accounts that may not list (upload-only): no data channel steps
     insecure: bool = False
 
     @property

@@ -20,7 +20,7 @@ def _fact(value: object) -> str:
     return text if len(text) <= _FACT_WIDTH else text[: _FACT_WIDTH - 3] + "..."
 
 
-def to_text(report: Report) -> str:
+def to_text(report: Report, facts: bool = True) -> str:
     target = report.target
     who = f", user {target['user']}" if target.get("user") else ""
     lines = [f"ftps-doctor {target['host']}:{target['port']} ({target['mode']} FTPS{who})"]
@@ -30,9 +30,10 @@ def to_text(report: Report) -> str:
         indent = " " * (width + 7)  # under the diagnosis: "FAIL " + name + 2 spaces
         if step.hint and step.status in {Status.FAIL, Status.WARN}:
             lines.append(f"{indent}fix: {step.hint}")
-        lines.extend(
-            f"{indent}{key}: {_fact(value)}" for key, value in step.facts.items() if value is not None
-        )
+        if facts:
+            lines.extend(
+                f"{indent}{key}: {_fact(value)}" for key, value in step.facts.items() if value is not None
+            )
     counts = {status: sum(s.status is status for s in report.steps) for status in Status}
     lines.append(
         f"result: {report.status} ({counts[Status.PASS]} passed, {counts[Status.WARN]} warnings, "

@@ -52,7 +52,15 @@ def login_gate(report: Report, probe: Probe) -> str | None:
     return after("tls")(report, probe)
 
 
+def data_gate(report: Report, probe: Probe) -> str | None:
+    if probe.options.login_only:
+        return "not run: --login-only"
+    return after("protection")(report, probe)
+
+
 def data_route_gate(report: Report, probe: Probe) -> str | None:
+    if probe.options.login_only:
+        return "not run: --login-only"
     if probe.route is None:
         return "not run: no data connection completed a TLS transfer"
     return None
@@ -73,8 +81,8 @@ STEPS = (
     Step("certificate", check_certificate, after("tls")),
     Step("login", check_login, login_gate),
     Step("protection", check_protection, after("login")),
-    Step("pasv", check_pasv, after("protection")),
-    Step("epsv", check_epsv, after("protection")),
+    Step("pasv", check_pasv, data_gate),
+    Step("epsv", check_epsv, data_gate),
     Step("session_reuse", check_session_reuse, data_route_gate),
     Step("roundtrip", check_roundtrip, data_route_gate, lambda options: options.roundtrip),
 )
