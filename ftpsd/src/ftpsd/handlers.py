@@ -28,7 +28,7 @@ from ftpsd.config import User
 from ftpsd.offload import Offloader
 from ftpsd.passwords import DUMMY_HASH, verify_password
 from ftpsd.permissions import can_overwrite
-from ftpsd.tls import TlsMaterial, session_reused
+from ftpsd.tls import TlsMaterial, release_idle_buffers, session_reused
 from ftpsd.transferlog import TransferLog
 
 logger = logging.getLogger("ftpsd")
@@ -292,6 +292,11 @@ class FtpsControlHandler(TLS_FTPHandler):
     def get_ssl_context(cls) -> SSL.Context:
         """A new context per connection, so sessions cannot be resumed across clients (see tls.py)."""
         return cls.tls_material.new_context()
+
+    def secure_connection(self, ssl_context: SSL.Context) -> None:
+        super().secure_connection(ssl_context)
+        if isinstance(self.socket, SSL.Connection):
+            release_idle_buffers(self.socket)
 
     # --- input hygiene
 
