@@ -71,6 +71,7 @@ def test_text_report_of_a_wrong_password_from_stdin(healthy):
         (["--roundtrip"], "--roundtrip and --login-only need --user"),
         (["--user", "u", "--roundtrip", "--login-only"], "--roundtrip needs the data channel"),
         (["--json", "--brief"], "not allowed with argument"),
+        (["--user", "a\r\nPASS x"], "--user must be one line"),
         (["--ca", "/nonexistent/ca.pem"], "--ca /nonexistent/ca.pem"),
         (["--port", "0"], "not a port number"),
         (["--timeout", "0"], "--timeout must be greater than 0"),
@@ -84,12 +85,15 @@ def test_usage_errors_exit_2_without_touching_the_network(args, message):
     assert out == ""
 
 
-def test_empty_password_file_is_a_usage_error(tmp_path):
-    empty = tmp_path / "empty"
-    empty.write_text("\n")
-    code, _, err = run_cli("198.18.251.1", "--user", "u", "--password-file", str(empty))
+@pytest.mark.parametrize(
+    ("content", "message"), [("\n", "the password is empty"), ("a\rPASS b\n", "contains CR, LF or NUL")]
+)
+def test_unusable_password_file_is_a_usage_error(tmp_path, content, message):
+    secret = tmp_path / "password"
+    secret.write_text(content, newline="")
+    code, _, err = run_cli("198.18.251.1", "--user", "u", "--password-file", str(secret))
     assert code == 2
-    assert "the password is empty" in err
+    assert message in err
 
 
 def test_login_only_for_an_account_that_may_not_list(healthy):

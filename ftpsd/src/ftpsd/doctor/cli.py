@@ -74,12 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_password(path: str | None) -> str:
+    """The first line (binary read: only LF ends it, so a stray CR is caught below, not cut)."""
     if path == "-":
-        text = sys.stdin.readline()
+        text = _decode(sys.stdin.buffer.readline())
     elif path:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.readline()
+            with open(path, "rb") as handle:
+                text = _decode(handle.readline())
         except OSError as err:
             raise UsageError(f"--password-file {path}: {err.strerror}") from err
     else:
@@ -91,7 +92,20 @@ def read_password(path: str | None) -> str:
     password = text.rstrip("\r\n")
     if not password:
         raise UsageError("the password is empty")
+    if not _one_line(password):
+        raise UsageError("the password contains CR, LF or NUL (FTP sends it as one line)")
     return password
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError("the password is not UTF-8 text") from err
+
+
+def _one_line(text: str) -> bool:
+    return bool(text) and not any(c in text for c in "\r\n\0")
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -103,6 +117,8 @@ def options_from(args: argparse.Namespace) -> Options:
         raise UsageError("--roundtrip and --login-only need --user")
     if args.roundtrip and args.login_only:
         raise UsageError("--roundtrip needs the data channel that --login-only leaves out")
+    if args.user is not None and not _one_line(args.user):
+        raise UsageError("--user must be one line (no CR, LF or NUL)")
     if args.ca:
         verifying_context(args.ca)  # an unusable --ca is a usage error, not a server fault
     return Options(

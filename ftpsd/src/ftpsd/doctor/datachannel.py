@@ -80,29 +80,27 @@ def run_transfer(
     except ConnectFailed as err:
         result.connect_error = err
         return result
-    result.preliminary = control.command(command)
-    if result.preliminary.kind != 1:  # refused before any data moved: this is the final answer
-        raw.close()
-        result.final = result.preliminary
-        return result
-    session = control.session if reuse_session else None
-    try:
-        data = context.wrap_socket(raw, server_hostname=control.host, session=session)
-    except (ssl.SSLError, OSError) as err:
-        raw.close()
-        result.tls_error = str(err)
-    else:
-        result.session_reused = data.session_reused
+    with raw:  # closed on every path; after a handshake it is detached and this is a no-op
+        result.preliminary = control.command(command)
+        if result.preliminary.kind != 1:  # refused before any data moved: this is the final answer
+            result.final = result.preliminary
+            return result
+        session = control.session if reuse_session else None
         try:
-            if upload is None:
-                result.data = _receive(data)
-            else:
-                data.sendall(upload)
-                data.unwrap()  # TLS close_notify: ftpsd discards an upload that ends without it
+            data = context.wrap_socket(raw, server_hostname=control.host, session=session)
         except (ssl.SSLError, OSError) as err:
-            result.io_error = str(err) or type(err).__name__
-        finally:
-            data.close()
+            result.tls_error = str(err) or type(err).__name__
+        else:
+            with data:
+                result.session_reused = data.session_reused
+                try:
+                    if upload is None:
+                        result.data = _receive(data)
+                    else:
+                        data.sendall(upload)
+                        data.unwrap()  # TLS close_notify: ftpsd discards an upload that ends without it
+                except (ssl.SSLError, OSError) as err:
+                    result.io_error = str(err) or type(err).__name__
     result.final = control.read_reply()
     return result
 

@@ -55,13 +55,17 @@ def _reopen(options: Options, context: ssl.SSLContext) -> ControlChannel:
     return control
 
 
-def _greeting_problem(reply: Reply) -> tuple[str, str] | None:
-    if reply.code == 220:
-        return None
-    return (
-        f"the server turned the connection away: «{reply}»",
+def _judge_greeting(step: str, greeting: Reply, success: str, facts: dict[str, object]) -> StepResult:
+    """The 220 greeting (plain for explicit FTPS, after the handshake for implicit)."""
+    facts["greeting"] = greeting.text
+    if greeting.code == 220:
+        return passed(step, success, **facts)
+    return failed(
+        step,
+        f"the server turned the connection away: «{greeting}»",
         "too many connections, or this address is banned after failed logins (limits.* in the "
         "server config); wait, or check the server log (journalctl -u ftpsd)",
+        **facts,
     )
 
 
@@ -93,11 +97,9 @@ def check_connect(probe: Probe) -> StepResult:
             "pass --implicit if this is the implicit FTPS port (usually 990)",
             **facts,
         )
-    facts["greeting"] = greeting.text
-    problem = _greeting_problem(greeting)
-    if problem:
-        return failed("connect", *problem, **facts)
-    return passed("connect", f"TCP connection to {where} open, greeting {greeting.code}", **facts)
+    return _judge_greeting(
+        "connect", greeting, f"TCP connection to {where} open, greeting {greeting.code}", facts
+    )
 
 
 def check_plaintext(probe: Probe) -> StepResult:
@@ -131,7 +133,7 @@ def check_tls(probe: Probe) -> StepResult:
         probe.context = unverified_context()  # data connections must use the control's context
         try:
             probe.control = _reopen(options, probe.context)
-        except (Refused, OSError) as again:
+        except (ConnectFailed, Refused, OSError) as again:
             return failed(
                 "tls",
                 f"the certificate was rejected ({err.verify_message}); reconnecting to read it failed: "
@@ -154,13 +156,10 @@ def check_tls(probe: Probe) -> StepResult:
     if auth is not None:
         facts["auth_reply"] = auth.text
     how = "implicit TLS" if options.implicit else "AUTH TLS"
+    summary = f"{how}: {facts['tls_version']} with {facts['cipher']}"
     if options.implicit:
-        greeting = probe.channel.read_reply()
-        facts["greeting"] = greeting.text
-        problem = _greeting_problem(greeting)
-        if problem:
-            return failed("tls", *problem, **facts)
-    return passed("tls", f"{how}: {facts['tls_version']} with {facts['cipher']}", **facts)
+        return _judge_greeting("tls", probe.channel.read_reply(), summary, facts)
+    return passed("tls", summary, **facts)
 
 
 def check_certificate(probe: Probe) -> StepResult:
