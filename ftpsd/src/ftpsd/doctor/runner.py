@@ -43,13 +43,16 @@ def login_gate(report: Report, probe: Probe) -> str | None:
     """The password goes only to a server whose certificate was verified, unless --insecure."""
     if not probe.options.user:
         return "not run: no --user given (login and the data channel need one)"
+    blocked = after("tls")(report, probe)
+    if blocked:
+        return blocked
     certificate = report.step("certificate")
     if certificate is not None and not certificate.passed and not probe.options.insecure:
         return (
             "not run: the server's certificate is not trusted, so the password was not sent "
             "(fix the certificate or pass --ca; --insecure sends it anyway)"
         )
-    return after("tls")(report, probe)
+    return None
 
 
 def data_gate(report: Report, probe: Probe) -> str | None:
