@@ -88,8 +88,10 @@ def doctor_setup(
     listen_address: str = "127.0.0.1",
     masquerade_address: str = "",
     ports: tuple[int, int, tuple[int, int]] | None = None,
+    ban_after_failures: int = 1000,
 ) -> DoctorSetup:
-    """A config on disk; ``ports`` (explicit, implicit, passive range) default to free loopback ports."""
+    """A config on disk; ``ports`` (explicit, implicit, passive range) default to free loopback ports.
+    Bans are practically off unless a test asks for them, so failing logins cannot disturb other tests."""
     root.mkdir(parents=True)
     cert, key = make_certificate(root, (listen_address,), valid_days)
     explicit, implicit, passive = ports or (free_port(), free_port(), free_port_range(20))
@@ -100,7 +102,7 @@ def doctor_setup(
         explicit_port=explicit,
         implicit_port=implicit,
         passive=passive,
-        limits={"ban_after_failures": 1000, "max_connections_per_ip": 100},
+        limits={"ban_after_failures": ban_after_failures, "max_connections_per_ip": 100},
         listen_address=listen_address,
         masquerade_address=masquerade_address,
     )

@@ -81,6 +81,33 @@ def test_unknown_user_is_reported_as_the_server_answers(healthy):
     assert login["facts"]["reply"].startswith("530")
 
 
+def test_banned_address_is_turned_away(start_server):
+    setup = start_server(ban_after_failures=1)
+    assert statuses(check(setup, password="wrong"))["login"] == "FAIL"
+    report = check(setup)  # the right password, but this address is banned now
+    connect = step(report, "connect")
+    assert connect["status"] == "FAIL"
+    assert connect["facts"]["greeting"].startswith("421")
+    assert "turned the connection away" in connect["diagnosis"]
+    assert "banned" in connect["hint"]
+
+
+def test_explicit_client_on_the_implicit_port(healthy):
+    report = check(healthy, port=healthy.implicit_port, timeout=2.0)
+    connect = step(report, "connect")
+    assert connect["status"] == "FAIL"
+    assert "no greeting within 2s" in connect["diagnosis"]
+    assert "--implicit" in connect["hint"]
+
+
+def test_implicit_client_on_the_explicit_port(healthy):
+    report = check(healthy, implicit=True)
+    tls = step(report, "tls")
+    assert tls["status"] == "FAIL"
+    assert "plain text instead of TLS" in tls["diagnosis"]
+    assert "drop --implicit" in tls["hint"]
+
+
 def test_server_down_is_connection_refused():
     report = diagnose(Options(host="127.0.0.1", port=free_port(), timeout=5))  # nothing listens there
     connect = step(report, "connect")
