@@ -135,6 +135,14 @@ def step(report: Report, name: str) -> dict[str, object]:
     return found.to_dict()
 
 
+def failure(report: Report, name: str) -> dict[str, object]:
+    """The named step, which must have failed, and with it the whole run."""
+    found = step(report, name)
+    assert found["status"] == "FAIL", found
+    assert report.exit_code == 1
+    return found
+
+
 def run_cli(
     *args: str, stdin: str | None = None, env: dict[str, str] | None = None, netns: str = ""
 ) -> tuple[int, str, str]:
