@@ -320,6 +320,16 @@ class FtpsControlHandler(TLS_FTPHandler):
 
     # --- TLS policy
 
+    # pyftpdlib checks PROT P only at PASV/PORT time; a transfer command issued without them would
+    # be queued (150) until a data connection that can never come. Refuse it right away instead.
+    _DATA_COMMANDS = frozenset({"LIST", "NLST", "MLSD", "RETR", "STOR", "STOU", "APPE"})
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        if cmd in self._DATA_COMMANDS and not self._prot:
+            self.respond("550 SSL/TLS required on the data channel (use PBSZ 0 and PROT P).")
+            return
+        super().process_command(cmd, *args, **kwargs)
+
     def ftp_PROT(self, line: str) -> None:
         if line.strip().upper() == "C":
             self.respond("534 PROT C refused: the data channel must stay protected (use PROT P).")
