@@ -114,3 +114,20 @@ def test_refuses_to_run_without_root():
     proc = lab("up", "1", check=False, user="65534")
     assert proc.returncode == 1
     assert "must run as root" in proc.stderr
+
+
+def test_reboot_keeps_the_disk_and_empties_run(clean_machine):
+    lab("up", "1")
+    host = f"{NAME}-1"
+    before = state()["hosts"][0]["pid"]
+    lab(
+        "ssh",
+        host,
+        "echo kept > /root/disk-marker && touch /run/volatile-marker && systemctl enable --now nftables",
+    )
+    lab("reboot", host)
+    assert state()["hosts"][0]["pid"] != before
+    assert lab("ssh", host, "cat /root/disk-marker").stdout.strip() == "kept"
+    assert lab("ssh", host, "test -e /run/volatile-marker", check=False).returncode == 1
+    assert lab("ssh", host, "systemctl is-enabled nftables").stdout.strip() == "enabled"
+    assert lab("ssh", host, "systemctl is-active nftables").stdout.strip() == "active"
