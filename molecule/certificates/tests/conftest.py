@@ -1,0 +1,106 @@
+"""Helpers of the certificate tests: run the scenario's playbooks again with other variables, read the
+certificates the hosts have and the ones their TLS service presents."""
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+from cryptography import x509
+
+SCENARIO = Path(__file__).resolve().parent.parent
+PROJECT = SCENARIO.parent.parent
+CONVERGE = SCENARIO / "converge.yml"
+TLS_DIR = "/etc/ftpsd/tls"
+CERT = f"{TLS_DIR}/server.crt"
+PROBE_PORT = 8443
+RECAP_LINE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    def changed(self) -> dict[str, int]:
+        return {m["host"]: int(m["changed"]) for m in RECAP_LINE.finditer(self.output)}
+
+    def failed(self) -> dict[str, int]:
+        return {m["host"]: int(m["failed"]) for m in RECAP_LINE.finditer(self.output)}
+
+
+def inventory() -> str:
+    return str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+
+
+def ephemeral_dir() -> Path:
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
+def run_playbook(*args: str, playbook: Path = CONVERGE) -> PlaybookRun:
+    """ansible-playbook with Molecule's inventory and configuration, as the converge step runs it."""
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory(), str(playbook), *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        cwd=PROJECT,
+        timeout=540,
+        check=False,
+    )
+    return PlaybookRun(result.returncode, result.stdout + result.stderr)
+
+
+def lab_host(name: str) -> testinfra.host.Host:
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory()}")
+
+
+def address(host: testinfra.host.Host) -> str:
+    return host.ansible.get_variables()["ansible_host"]
+
+
+def certificate_chain(host: testinfra.host.Host, path: str = CERT) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(host.file(path).content)
+
+
+def certificate(host: testinfra.host.Host) -> x509.Certificate:
+    return certificate_chain(host)[0]
+
+
+def served_certificate(host: testinfra.host.Host) -> x509.Certificate:
+    """The certificate a new TLS connection to the host's probe gets (not verified: only looked at)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((address(host), PROBE_PORT), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def probe_pid(host: testinfra.host.Host) -> str:
+    return host.check_output("systemctl show --property MainPID --value tls-probe")
+
+
+@pytest.fixture(scope="session")
+def self_host() -> testinfra.host.Host:
+    return lab_host("certs-self")
+
+
+@pytest.fixture(scope="session")
+def ca_host() -> testinfra.host.Host:
+    return lab_host("certs-ca")
+
+
+@pytest.fixture(scope="session")
+def provided_host() -> testinfra.host.Host:
+    return lab_host("certs-prov")
