@@ -1,0 +1,160 @@
+"""What the tests need to know about each deployed host, and a real FTPS client to talk to it.
+
+The expected state comes from the inventory (Ansible renders it, vault included), never from the files the
+roles wrote: the tests compare what was asked for with what the host does.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import json
+import socket
+import ssl
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+CONNECT_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+    home: str
+    permissions: str
+    present: bool
+
+
+@dataclass(frozen=True)
+class Deployment:
+    address: str
+    ssh: list[str]
+    explicit_port: int
+    implicit_port: int
+    passive: tuple[int, int]
+    masquerade: str
+    data_root: str
+    users: dict[str, User]
+
+    def user(self, permissions: str, home_suffix: str = "/shared") -> User:
+        """The first present user with this permission profile (and a home ending so)."""
+        return next(
+            u
+            for u in self.users.values()
+            if u.present and u.permissions == permissions and u.home.endswith(home_suffix)
+        )
+
+
+# Jinja expressions Ansible renders for the host; role defaults fill what the inventory leaves out.
+_INVENTORY_FIELDS = {
+    "users": "ftps_server_users",
+    "data_root": "ftps_server_data_root | default('/srv/ftps')",
+    "explicit_port": "ftps_server_explicit_port | default(21)",
+    "implicit_port": "ftps_server_implicit_port | default(0)",
+    "passive": "[ftps_server_passive_port_start | default(50000),"
+    " ftps_server_passive_port_end | default(60000)]",
+    "masquerade": "ftps_server_masquerade_address | default('')",
+    "address": "ansible_host",
+    "key": "ansible_ssh_private_key_file | default(ansible_private_key_file)",
+    "user": "ansible_user",
+    "port": "ansible_port | default(22)",
+}
+_INVENTORY_QUERY = (
+    "msg={{ {" + ", ".join(f"'{k}': {v}" for k, v in _INVENTORY_FIELDS.items()) + "} | to_json }}"
+)
+
+
+@pytest.fixture(scope="module")
+def deployment(host) -> Deployment:
+    """The host's inventory variables as Ansible renders them (passwords decrypted from the vault)."""
+    data = json.loads(host.ansible("debug", _INVENTORY_QUERY, check=False)["msg"])
+    users = {
+        u["name"]: User(
+            name=u["name"],
+            password=u.get("password", ""),
+            home=u.get("home", ""),
+            permissions=u.get("permissions", ""),
+            present=u.get("state", "present") == "present",
+        )
+        for u in data["users"]
+    }
+    ssh = [
+        "ssh",
+        *("-i", data["key"], "-p", str(data["port"]), "-o", "BatchMode=yes"),
+        *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"),
+        f"{data['user']}@{data['address']}",
+    ]
+    return Deployment(
+        address=data["address"],
+        ssh=ssh,
+        explicit_port=int(data["explicit_port"]),
+        implicit_port=int(data["implicit_port"]),
+        passive=(int(data["passive"][0]), int(data["passive"][1])),
+        masquerade=data["masquerade"],
+        data_root=data["data_root"],
+        users=users,
+    )
+
+
+def client_context() -> ssl.SSLContext:
+    """Lab certificates are self-signed: encryption is tested here, trust in ftps_certificate's tests."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """Explicit FTPS client whose data connections resume the control connection's TLS session.
+
+    Stock ftplib does not, and ftpsd (like vsftpd with require_ssl_reuse) refuses such data connections.
+    """
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+class ImplicitFTP_TLS(ReusingFTP_TLS):
+    """Implicit FTPS: TLS from the first byte, data protection already on."""
+
+    def connect(self, host: str = "", port: int = 0, timeout: float = -999, source_address=None) -> str:
+        self.host, self.port = host, port
+        raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT * 5)
+        self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        self._prot_p = True
+        return self.welcome
+
+
+def login(dep: Deployment, user: User, password: str | None = None) -> ReusingFTP_TLS:
+    """Explicit FTPS session: AUTH TLS, USER/PASS, PBSZ 0, PROT P."""
+    ftp = ReusingFTP_TLS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
+    ftp.connect(dep.address, dep.explicit_port)
+    ftp.login(user.name, user.password if password is None else password)
+    ftp.prot_p()
+    return ftp
+
+
+def reachable(address: str, port: int) -> bool:
+    """True if the host answered (accepted, or refused with a reset); False if the packet was dropped."""
+    try:
+        socket.create_connection((address, port), timeout=CONNECT_TIMEOUT).close()
+    except ConnectionRefusedError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def run_on_host(dep: Deployment, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a command over SSH with data on stdin; unlike testinfra's runner it leaves no trace on the host."""
+    return subprocess.run(
+        [*dep.ssh, command], input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -1,0 +1,167 @@
+"""Filters of the ftps_server role: password hashing, user checks and the folder plan.
+
+They run on the controller and use the ftpsd package itself (pip install -e ftpsd), so the hash format and
+the permission profiles are exactly those the server accepts; nothing here reimplements them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+# Letters that let a user change something on disk: such a user's home must be writable by the service.
+_WRITE_LETTERS = frozenset("adfmwMT")
+_SALT_DOMAIN = "ftpsd-salt:"
+
+
+def _ftpsd(name: str) -> Any:  # noqa: ANN401 - a module
+    """Import an ftpsd module, or say how to make it importable."""
+    try:
+        return __import__(f"ftpsd.{name}", fromlist=[name])
+    except ImportError as err:
+        raise AnsibleFilterError(
+            "the ftps_server role needs the ftpsd package on the controller (passwords are hashed there): "
+            f"run `pip install -e ftpsd` in the Python environment of ansible-playbook ({err})"
+        ) from err
+
+
+def _salt(host: str, user: str) -> bytes:
+    """Deterministic per host and user, never derived from the password: re-runs give the same hash."""
+    return hashlib.sha256(f"{_SALT_DOMAIN}{host}:{user}".encode()).digest()[:16]
+
+
+def _present(users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [user for user in users if user.get("state", "present") == "present"]
+
+
+def _under(path: str, root: str) -> bool:
+    path, root = posixpath.normpath(path), posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _password_hash(password: object, host: str, user: str) -> str:
+    """The ftpsd scrypt hash of one password, salted for this host and user."""
+    if not isinstance(password, str) or not password:
+        raise AnsibleFilterError(f"ftps_server_users: user {user!r} has no password")
+    return _ftpsd("passwords").hash_password(str(password), _salt(host, user))
+
+
+def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, str]]:
+    """The [[users]] entries of the config: present users with their hash instead of their password."""
+    return [
+        {
+            "name": user["name"],
+            "password_hash": _password_hash(user.get("password"), host, user["name"]),
+            "home": posixpath.normpath(user["home"]),
+            "permissions": user["permissions"],
+        }
+        for user in _present(users)
+    ]
+
+
+def _permission_problem(spec: str) -> str:
+    """'' if ftpsd accepts the permission profile or letters, else its explanation."""
+    try:
+        _ftpsd("permissions").resolve_permissions(spec)
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def _outside(path: str, data_root: str) -> bool:
+    return not posixpath.isabs(path) or not _under(path, data_root)
+
+
+def data_problems(users: list[dict[str, Any]], folders: list[dict[str, Any]], data_root: str) -> list[str]:
+    """Everything wrong with ftps_server_users and ftps_server_folders, one sentence per problem.
+
+    Each sentence names the entry and says what to fix. Types and required keys are checked before, by the
+    argument spec.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, user in enumerate(users):
+        name = user.get("name", "")
+        where = f"ftps_server_users[{index}] ({name})"
+        if name in seen:
+            problems.append(f"{where}: duplicate user name; each name may appear only once")
+        seen.add(name)
+        if user.get("state", "present") != "present":
+            continue
+        if not user.get("password"):
+            problems.append(f"{where}: no password; set `password` (from the vault)")
+        if not user.get("permissions"):
+            problems.append(f"{where}: no permissions; set full, upload_only, read_only or letters")
+        elif problem := _permission_problem(user["permissions"]):
+            problems.append(f"{where}: permissions: {problem}")
+        home = user.get("home")
+        if not home:
+            problems.append(f"{where}: no home; set an absolute path inside ftps_server_data_root")
+        elif _outside(home, data_root):
+            problems.append(
+                f"{where}: home {home!r} is outside ftps_server_data_root {data_root!r}; "
+                "use an absolute path inside it"
+            )
+    for index, folder in enumerate(folders):
+        if _outside(folder["path"], data_root):
+            problems.append(
+                f"ftps_server_folders[{index}]: path {folder['path']!r} is outside ftps_server_data_root "
+                f"{data_root!r}; use an absolute path inside it"
+            )
+    return problems
+
+
+def folder_plan(users: list[dict[str, Any]], folders: list[dict[str, Any]], data_root: str) -> list[dict]:
+    """Folders to create, parents first, and whether the service must be able to write into each.
+
+    A declared folder is writable as declared. Any other folder is writable when a present user who may
+    change files has it, or a folder above it, as home. Read-only folders stay owned by root, so even the
+    server process cannot change them.
+    """
+    resolve = _ftpsd("permissions").resolve_permissions
+    writer_homes = [
+        posixpath.normpath(user["home"])
+        for user in _present(users)
+        if _WRITE_LETTERS & set(resolve(user["permissions"]))
+    ]
+    declared = {posixpath.normpath(f["path"]): f.get("writable", True) for f in folders}
+    root = posixpath.normpath(data_root)
+    paths = {root}
+    for leaf in {posixpath.normpath(u["home"]) for u in _present(users)} | set(declared):
+        path = leaf
+        while path != root:  # with the folders in between, which would otherwise get the file module's owner
+            paths.add(path)
+            path = posixpath.dirname(path)
+
+    def writable(path: str) -> bool:
+        if path in declared:
+            return declared[path]
+        return any(_under(path, home) for home in writer_homes)
+
+    ordered = sorted(paths, key=lambda p: (p.count("/"), p))
+    return [{"path": path, "writable": writable(path)} for path in ordered]
+
+
+def ip_version(value: str) -> int:
+    """4 or 6 for an IP address, 0 for anything else."""
+    try:
+        return ipaddress.ip_address(value).version
+    except ValueError:
+        return 0
+
+
+class FilterModule:
+    """Ansible entry point."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "ftps_server_accounts": accounts,
+            "ftps_server_data_problems": data_problems,
+            "ftps_server_folder_plan": folder_plan,
+            "ftps_server_ip_version": ip_version,
+        }

@@ -1,0 +1,136 @@
+"""Bad inventory variables stop site.yml before any host is touched, with a message that says what to fix.
+
+Two real lab hosts; the bad value is set for the second one only, so the test also proves that one bad host
+stops the run for all (any_errors_fatal). The playbook runs for real (no --check): only the validation
+play may run, and afterwards neither host has any trace of a deployment.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_TOOL = REPO / "tests" / "lab" / "lab"
+LAB = "t-validate"
+GOOD_HOST, BAD_HOST = "valid-a", "valid-b"
+DEPLOY_PLAY = "PLAY [Deploy FTPS servers]"
+# Anything the deploy play would leave on a host.
+UNTOUCHED = "test ! -e /etc/ftpsd && test ! -e /opt/ftpsd && test ! -e /srv/ftps && ! getent passwd ftpsd"
+
+USER = {"name": "fbt_admin", "password": "{{ vault_ftps_passwords.fbt_admin }}", "home": "/srv/ftps/shared"}
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The lab inventory's group_vars (vault included) over two freshly booted hosts."""
+    inv = tmp_path_factory.mktemp("inventory")
+    subprocess.run(
+        [LAB_TOOL, "--lab", LAB, "up", GOOD_HOST, BAD_HOST, "--inventory", inv / "hosts.yml"],
+        check=True,
+        capture_output=True,
+    )
+    shutil.copytree(REPO / "inventories" / "lab" / "group_vars", inv / "group_vars")
+    (inv / "host_vars").mkdir()
+    yield inv
+    subprocess.run([LAB_TOOL, "--lab", LAB, "down"], check=True, capture_output=True)
+
+
+def site(inventory: Path, bad_vars: dict, *options: str) -> subprocess.CompletedProcess[str]:
+    (inventory / "host_vars" / f"{BAD_HOST}.yml").write_text(yaml.safe_dump(bad_vars))
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, "site.yml", *options],
+        cwd=REPO,  # ansible.cfg there names the lab vault password file
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def untouched(host: str) -> bool:
+    return subprocess.run([LAB_TOOL, "--lab", LAB, "ssh", host, UNTOUCHED], check=False).returncode == 0
+
+
+CASES = {
+    "passive start above end": (
+        {"ftps_server_passive_port_start": 60000, "ftps_server_passive_port_end": 50000},
+        "Passive port range 60000-50000 is invalid",
+    ),
+    "passive range below 1024": (
+        {"ftps_server_passive_port_start": 900, "ftps_server_passive_port_end": 1000},
+        "1024 <= start <= end <= 65535",
+    ),
+    "passive range above 65535": (
+        {"ftps_server_passive_port_start": 65000, "ftps_server_passive_port_end": 70000},
+        "1024 <= start <= end <= 65535",
+    ),
+    "control port inside the passive range": (
+        {"ftps_server_explicit_port": 50021},
+        "Ports overlap or are out of range",
+    ),
+    "implicit port equal to explicit port": (
+        {"ftps_server_implicit_port": 21},
+        "Ports overlap or are out of range",
+    ),
+    "port of the wrong type": (
+        {"ftps_server_explicit_port": "twenty-one"},
+        "ftps_server_explicit_port",
+    ),
+    "user without a password": (
+        {"ftps_server_users": [{"name": "nopass", "home": "/srv/ftps/x", "permissions": "full"}]},
+        "ftps_server_users[0] (nopass): no password",
+    ),
+    "unknown permission profile": (
+        {"ftps_server_users": [{**USER, "permissions": "superuser"}]},
+        "unknown profile 'superuser'",
+    ),
+    "duplicate user names": (
+        {"ftps_server_users": [{**USER, "permissions": "full"}, {**USER, "permissions": "read_only"}]},
+        "ftps_server_users[1] (fbt_admin): duplicate user name",
+    ),
+    "home outside the data root": (
+        {"ftps_server_users": [{**USER, "home": "/etc", "permissions": "full"}]},
+        "home '/etc' is outside ftps_server_data_root",
+    ),
+    "extra folder outside the data root": (
+        {"ftps_server_folders": [{"path": "/var/tmp/drop"}]},
+        "ftps_server_folders[0]: path '/var/tmp/drop' is outside ftps_server_data_root",
+    ),
+    "data root hidden by ProtectHome": (
+        {"ftps_server_data_root": "/home/ftps", "ftps_server_users": [{**USER, "home": "/home/ftps/a"}]},
+        "not under /home, /root or /run/user",
+    ),
+    "masquerade address not IPv4": (
+        {"ftps_server_masquerade_address": "ftp.example.com"},
+        "ftps_server_masquerade_address (ftp.example.com) empty or an IPv4 address",
+    ),
+    "no present user": (
+        {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
+        "ftps_server_users has no present user",
+    ),
+}
+
+
+@pytest.mark.parametrize(("bad_vars", "message"), list(CASES.values()), ids=list(CASES))
+def test_bad_variables_stop_the_run_before_any_change(inventory, bad_vars, message):
+    result = site(inventory, bad_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert message in output, output
+    assert DEPLOY_PLAY not in output
+    assert untouched(GOOD_HOST)
+    assert untouched(BAD_HOST)
+
+
+def test_good_variables_pass_validation(inventory):
+    """The control: with the documented lab variables the deploy play starts (here in check mode)."""
+    result = site(inventory, {}, "--check")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert DEPLOY_PLAY in output
