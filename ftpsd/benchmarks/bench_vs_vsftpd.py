@@ -211,10 +211,14 @@ class Session:
     def __init__(self) -> None:
         self.writer: asyncio.StreamWriter | None = None
 
-    async def login(self, target: Target, ctx: ssl.SSLContext) -> None:
-        reader, writer = await asyncio.open_connection(HOST, target.port)
-        self.writer = writer
-        await self._expect(reader, b"220")
+    async def login(self, target: Target, ctx: ssl.SSLContext, connecting: asyncio.Semaphore) -> None:
+        # vsftpd listens with a backlog of 32; a burst of hundreds of SYNs overflows it and the
+        # kernel drops connections. So TCP connects are admitted 32 at a time (for both servers),
+        # while the TLS handshakes and logins of all clients run concurrently.
+        async with connecting:
+            reader, writer = await asyncio.open_connection(HOST, target.port)
+            self.writer = writer
+            await self._expect(reader, b"220")
         await self._command(reader, b"AUTH TLS", b"234")
         await writer.start_tls(ctx)
         # vsftpd's anonymous login (no_anon_password) answers USER with 230 directly.
@@ -232,7 +236,7 @@ class Session:
     @staticmethod
     async def _expect(reader: asyncio.StreamReader, *codes: bytes) -> bytes:
         while True:
-            reply = await asyncio.wait_for(reader.readline(), 120)
+            reply = await asyncio.wait_for(reader.readline(), 600)
             if not reply:
                 raise ConnectionError(f"connection closed, expected {codes!r}")
             if reply[3:4] == b" ":
@@ -257,8 +261,9 @@ async def open_sessions(target: Target, count: int) -> tuple[float, list[Session
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     sessions = [Session() for _ in range(count)]
+    connecting = asyncio.Semaphore(32)
     start = time.perf_counter()
-    await asyncio.gather(*(s.login(target, ctx) for s in sessions))
+    await asyncio.gather(*(s.login(target, ctx, connecting) for s in sessions))
     return time.perf_counter() - start, sessions
 
 

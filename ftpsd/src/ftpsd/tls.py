@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
+from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 
 from ftpsd.config import TlsSettings
 
@@ -24,6 +26,7 @@ _MIN_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # No compression (CRIME), no renegotiation (client-initiated renegotiation DoS); server cipher
 # preference deliberately off as in Mozilla's intermediate profile (every offered suite is strong).
 _OPTIONS = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
+_MAX_RECORD = 16384  # largest TLS plaintext record
 
 
 class TlsSetupError(ValueError):
@@ -72,6 +75,31 @@ def release_idle_buffers(connection: SSL.Connection) -> None:
     session (measured). Not for data connections, where it would mean an alloc/free per record.
     """
     _lib.SSL_set_mode(connection._ssl, _lib.SSL_MODE_RELEASE_BUFFERS)
+
+
+def read_available(connection: SSL.Connection, buffer: memoryview) -> tuple[int, bool]:
+    """Read the TLS records already received into buffer; return (bytes read, peer closed).
+
+    SSL_read straight into the caller's buffer: pyOpenSSL's recv() allocates a new buffer and
+    copies the data out of it for every record. "Peer closed" covers both a TLS close_notify and
+    a bare TCP EOF or reset; SSL_get_shutdown() tells them apart afterwards.
+    """
+    filled = 0
+    while len(buffer) - filled >= _MAX_RECORD:
+        space = buffer[filled:]
+        result = _lib.SSL_read(connection._ssl, _ffi.from_buffer(space, require_writable=True), len(space))
+        try:
+            connection._raise_ssl_error(connection._ssl, result)
+        except SSL.WantReadError:
+            return filled, False
+        except SSL.ZeroReturnError:
+            return filled, True
+        except SSL.SysCallError as err:
+            if err.args[0] in _ERRNOS_DISCONNECTED or err.args[1] == "Unexpected EOF":
+                return filled, True
+            raise
+        filled += result
+    return filled, False
 
 
 def _read(path: str, key: str) -> bytes:
