@@ -28,7 +28,7 @@ from ftpsd.config import User
 from ftpsd.offload import Offloader
 from ftpsd.passwords import DUMMY_HASH, verify_password
 from ftpsd.permissions import can_overwrite
-from ftpsd.tls import TlsMaterial, read_available, release_idle_buffers, session_reused
+from ftpsd.tls import TlsMaterial, read_available, release_idle_buffers, session_reused, write_available
 from ftpsd.transferlog import TransferLog
 
 logger = logging.getLogger("ftpsd")
@@ -207,19 +207,20 @@ class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
         super().initiate_send()
 
     def send(self, data: bytes) -> int:
-        """Write as many TLS records of data as the socket takes now.
+        """Write as many TLS records of data as the socket takes now (see tls.write_available).
 
-        OpenSSL (partial-write mode, set by pyOpenSSL) returns after every 16 KiB record; left to
-        asynchat that costs one loop iteration plus a copy of the rest of the buffer per record.
         An empty buffer (empty listing) is not written at all: OpenSSL reports SSL_write() of zero
         bytes as an EOF, which would turn a successful empty NLST into "426 aborted".
         """
-        sent = 0
-        while sent < len(data) and not self._closed:
-            n = int(super().send(data[sent : sent + 16384]))
-            if not n:
-                break
-            sent += n
+        if not data:
+            return 0
+        if not isinstance(self.socket, SSL.Connection):  # not reachable while PROT P is enforced
+            return int(super().send(data))
+        sent, want_read, peer_closed = write_available(self.socket, memoryview(data))
+        self.tot_bytes_sent += sent
+        self._ssl_want_read = self._ssl_want_read or want_read
+        if peer_closed:
+            self.handle_close()
         return sent
 
     def modify_ioloop_events(self, events: int, logdebug: bool = False) -> None:

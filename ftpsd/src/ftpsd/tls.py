@@ -102,6 +102,32 @@ def read_available(connection: SSL.Connection, buffer: memoryview) -> tuple[int,
     return filled, False
 
 
+def write_available(connection: SSL.Connection, data: memoryview) -> tuple[int, bool, bool]:
+    """Write as much of data as the socket takes now; return (bytes written, want read, peer closed).
+
+    pyOpenSSL's send() goes through several wrapper layers per call, and OpenSSL returns after every
+    16 KiB record (partial-write mode), so the loop runs here, without copies of the data.
+    """
+    sent = 0
+    while sent < len(data):
+        rest = data[sent:]
+        result = _lib.SSL_write(connection._ssl, _ffi.from_buffer(rest), len(rest))
+        try:
+            connection._raise_ssl_error(connection._ssl, result)
+        except SSL.WantWriteError:
+            break
+        except SSL.WantReadError:
+            return sent, True, False
+        except SSL.ZeroReturnError:
+            return sent, False, True
+        except SSL.SysCallError as err:
+            if err.args[0] in _ERRNOS_DISCONNECTED or err.args[1] == "Unexpected EOF":
+                return sent, False, True
+            raise
+        sent += result
+    return sent, False, False
+
+
 def _read(path: str, key: str) -> bytes:
     try:
         with open(path, "rb") as handle:
