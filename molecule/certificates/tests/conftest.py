@@ -47,11 +47,13 @@ def ephemeral_dir() -> Path:
 
 def run_playbook(*args: str, playbook: Path = CONVERGE) -> PlaybookRun:
     """ansible-playbook with Molecule's inventory and configuration, as the converge step runs it."""
+    # Molecule forces colors on; the tests read plain text.
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     result = subprocess.run(
         ["ansible-playbook", "-i", inventory(), str(playbook), *args],
         capture_output=True,
         text=True,
-        env=os.environ,
+        env=env,
         cwd=PROJECT,
         timeout=540,
         check=False,

@@ -266,27 +266,62 @@ def assert_failed_before_touching(run, hosts, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "expected"),
+    ("hostname", "variables", "expected"),
     [
         (
-            "ftps_certificate_country",
-            "86",
-            "country '86' is not an ISO 3166-1 alpha-2 country code: use 'CN'",
+            "certs-self",
+            {"ftps_certificate_country": "86"},
+            "ftps_certificate_country '86' is not an ISO 3166-1 alpha-2 country code: use 'CN'",
         ),
-        ("ftps_certificate_country", "China", "country 'China' is not an ISO 3166-1 alpha-2 country code"),
-        ("ftps_certificate_email", "ops@fbt", "ftps_certificate_email 'ops@fbt' is not an e-mail address"),
-        ("ftps_certificate_key_size", 1024, "key_size 1024 is too weak: RSA keys need at least 2048"),
-        ("ftps_certificate_renew_before_days", 900, "less than ftps_certificate_valid_days"),
-        ("ftps_certificate_extra_subject_alt_names", ["bad name!"], "wrong: DNS:bad name!"),
-        ("ftps_certificate_mode", "letsencrypt", "ftps_certificate_mode"),
+        (
+            "certs-self",
+            {"ftps_certificate_country": "China"},
+            "ftps_certificate_country 'China' is not an ISO 3166-1 alpha-2 country code",
+        ),
+        (
+            "certs-self",
+            {"ftps_certificate_email": "ops@fbt"},
+            "ftps_certificate_email 'ops@fbt' is not an e-mail address",
+        ),
+        (
+            "certs-self",
+            {"ftps_certificate_key_size": 1024},
+            "key_size 1024 is too weak: RSA keys need at least 2048",
+        ),
+        (
+            "certs-self",
+            {"ftps_certificate_renew_before_days": 900},
+            "less than ftps_certificate_valid_days (825)",
+        ),
+        ("certs-self", {"ftps_certificate_extra_subject_alt_names": ["bad name!"]}, "wrong: DNS:bad name!"),
+        ("certs-self", {"ftps_certificate_mode": "letsencrypt"}, "ftps_certificate_mode must be one of"),
+        (
+            "certs-self",
+            {"ftps_certificate_mode": "internal_ca", "ftps_certificate_ca_passphrase": "short"},
+            "needs ftps_certificate_ca_passphrase, at least 16 characters",
+        ),
+        ("certs-ca", {"ftps_certificate_ca_passphrase": "a long but wrong passphrase"}, "Wrong passphrase"),
+    ],
+    ids=[
+        "country-86",
+        "country-name",
+        "email",
+        "rsa-1024",
+        "renewal-window",
+        "san",
+        "mode",
+        "ca-passphrase",
+        "wrong-ca-passphrase",
     ],
 )
-def test_invalid_variable_of_one_host_stops_every_host(variable, value, expected, tmp_path, untouched_hosts):
-    # Only certs-self has the wrong value (host_vars of an extra inventory source, which wins over
+def test_invalid_variable_of_one_host_stops_every_host(
+    hostname, variables, expected, tmp_path, untouched_hosts
+):
+    # Only one host has the wrong values (host_vars of an extra inventory source, which win over
     # Molecule's); none of the three hosts may be touched.
     (tmp_path / "host_vars").mkdir()
-    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"hosts": {"certs-self": {}}}}))
-    (tmp_path / "host_vars" / "certs-self.yml").write_text(json.dumps({variable: value}))
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"hosts": {hostname: {}}}}))
+    (tmp_path / "host_vars" / f"{hostname}.yml").write_text(json.dumps(variables))
     run = run_playbook("-i", str(tmp_path), "-e", f"ftps_certificate_dir={UNTOUCHED_DIR}")
     assert_failed_before_touching(run, untouched_hosts, expected)
 
