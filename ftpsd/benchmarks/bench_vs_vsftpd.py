@@ -199,6 +199,7 @@ class Session:
     """A minimal explicit-FTPS control connection: banner, AUTH TLS, USER, PASS."""
 
     def __init__(self) -> None:
+        self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def login(self, target: Target, ctx: ssl.SSLContext, connecting: asyncio.Semaphore) -> None:
@@ -207,7 +208,7 @@ class Session:
         # while the TLS handshakes and logins of all clients run concurrently.
         async with connecting:
             reader, writer = await asyncio.open_connection(HOST, target.port)
-            self.writer = writer
+            self.reader, self.writer = reader, writer
             await self._expect(reader, b"220")
         await self._command(reader, b"AUTH TLS", b"234")
         await writer.start_tls(ctx)
