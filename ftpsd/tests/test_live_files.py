@@ -180,6 +180,9 @@ def test_upload_in_progress_is_invisible(server: ServerProcess) -> None:
         retr(other, temps[0])
     with pytest.raises(ftplib.error_perm, match=r"^550"):
         other.delete(temps[0])
+    for cmd in (f"STOR {temps[0]}", "STOU .ftpsd-upload-mine", f"RNFR {temps[0]}", "MKD .ftpsd-upload-dir"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
+            other.sendcmd(cmd)
     conn.sendall(b"second half")
     conn.unwrap()
     conn.close()

@@ -1,8 +1,14 @@
-"""Unit tests for permission profiles and the ban tracker."""
+"""Unit tests for permission profiles, the ban tracker and sd_notify."""
+
+import os
+import socket
+from pathlib import Path
 
 import pytest
 from ftpsd.bans import BanTracker
 from ftpsd.permissions import can_overwrite, resolve_permissions
+
+from ftpsd import systemd
 
 
 @pytest.mark.parametrize(
@@ -59,3 +65,23 @@ def test_zero_disables_banning() -> None:
     bans = BanTracker(0, window=10, duration=100)
     assert not any(bans.record_failure("192.0.2.1") for _ in range(50))
     assert not bans.is_banned("192.0.2.1")
+
+
+def test_sd_notify_abstract_and_path_sockets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"ftpsd-test-{os.getpid()}"
+    for address, bind_to in ((f"@{name}", f"\0{name}"), (str(tmp_path / "notify"), str(tmp_path / "notify"))):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+            listener.bind(bind_to)
+            monkeypatch.setenv("NOTIFY_SOCKET", address)
+            assert systemd.notify("READY=1", "STATUS=ok")
+            assert listener.recv(100) == b"READY=1\nSTATUS=ok"
+            assert systemd.reloading()
+            states = listener.recv(100).decode().split("\n")
+            assert states[0] == "RELOADING=1"
+            assert states[1].startswith("MONOTONIC_USEC=")
+            assert int(states[1].split("=")[1]) > 0
+
+
+def test_sd_notify_without_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert not systemd.notify("READY=1")

@@ -405,6 +405,9 @@ class FtpsControlHandler(TLS_FTPHandler):
             self.respond("550 Not enough privileges.")
             return None
         name = f"{prefix}.{secrets.token_hex(4)}"
+        if not self.fs.validpath(os.path.join(directory, name)):  # e.g. a reserved temp-file prefix
+            self.respond("550 Invalid file name.")
+            return None
         return self._start_upload(os.path.join(directory, name), False, "STOU", f"FILE: {name}")
 
     def ftp_ABOR(self, line: str) -> None:
