@@ -145,7 +145,12 @@ class _AtomicUploadDTP(DTPHandler):
         record per loop iteration; reading straight into a buffer roughly halves the CPU per MB.
         """
         upload = self.file_obj
-        if not (self.receive and isinstance(upload, AtomicUpload) and self._data_wrapper is None):
+        if not (
+            self.receive
+            and isinstance(upload, AtomicUpload)
+            and self._data_wrapper is None
+            and isinstance(self.socket, SSL.Connection)
+        ):
             super().handle_read_event()
             return
         if self._upload_buffer is None:
@@ -265,7 +270,7 @@ class FtpsControlHandler(TLS_FTPHandler):
     auth_failed_timeout = 1
     max_login_attempts = 3
 
-    # Set by server.build_handlers and swapped on reload; sessions snapshot them in __init__.
+    # Set by server.Server._apply on start and on every reload (see __init__ for what sessions keep).
     authorizer: ConfigAuthorizer
     tls_material: ClassVar[TlsMaterial]
     transfer_log: TransferLog
