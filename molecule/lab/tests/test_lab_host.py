@@ -37,5 +37,7 @@ def test_host_has_its_own_network(host):
 
 def test_hosts_cannot_reach_outside_the_lab(host):
     # The unreachable route on the machine keeps the rest of the test range from ever leaving it.
-    result = host.run("python3 -c \"import socket; socket.create_connection(('198.19.255.254', 9), timeout=2)\"")
+    result = host.run(
+        "python3 -c \"import socket; socket.create_connection(('198.19.255.254', 9), timeout=2)\""
+    )
     assert result.rc != 0
