@@ -22,6 +22,7 @@ from conftest import (
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store
 
 SUBJECT_FIELDS = {
     "ftps_certificate_country": NameOID.COUNTRY_NAME,
@@ -101,6 +102,25 @@ def test_self_signed_certificate_verifies_as_its_own_trust_anchor(self_host, tmp
     cafile = tmp_path / "pinned.crt"
     cafile.write_bytes(self_host.file(f"{TLS_DIR}/server.crt").content)
     handshake(self_host, cafile, address(self_host))
+
+
+@pytest.mark.parametrize(("fixture", "anchor"), [("self_host", "pinned"), ("ca_host", "exported CA")])
+def test_certificate_passes_strict_rfc5280_path_validation(fixture, anchor, request):
+    """Stricter than OpenSSL: cryptography's verifier (which sslyze and Mozilla's profile check use) also
+    demands the Authority Key Identifier, even of a self-signed end-entity certificate."""
+    host = request.getfixturevalue(fixture)
+    leaf = certificate(host)
+    trusted = (
+        leaf
+        if anchor == "pinned"
+        else x509.load_pem_x509_certificate((ephemeral_dir() / "pki" / "ca.crt").read_bytes())
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store([trusted]))
+        .build_server_verifier(x509.IPAddress(ipaddress.ip_address(address(host))))
+    )
+    verifier.verify(leaf, [])
 
 
 # --- Trust: internal CA and provided chain, with hostname checking on ---------------------------------
@@ -229,14 +249,16 @@ def test_changed_settings_reissue_the_certificate(self_host, setting, check):
 
 def test_check_mode_on_a_fresh_directory_changes_nothing(self_host, ca_host, provided_host):
     fresh = "/etc/ftpsd/tls-check"
-    run = run_playbook("--check", "--diff", "-e", f"ftps_certificate_dir={fresh}")
+    run = run_playbook(
+        "--limit", "certificate_role", "--check", "--diff", "-e", f"ftps_certificate_dir={fresh}"
+    )
     assert run.rc == 0, run.output
     for host in (self_host, ca_host, provided_host):
         assert not host.file(fresh).exists
 
 
 def test_check_mode_on_converged_hosts_reports_no_change():
-    run = run_playbook("--check", "--diff")
+    run = run_playbook("--limit", "certificate_role", "--check", "--diff")
     assert run.rc == 0, run.output
     assert set(run.changed().values()) == {0}, run.output
 
@@ -322,7 +344,9 @@ def test_invalid_variable_of_one_host_stops_every_host(
     (tmp_path / "host_vars").mkdir()
     (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"hosts": {hostname: {}}}}))
     (tmp_path / "host_vars" / f"{hostname}.yml").write_text(json.dumps(variables))
-    run = run_playbook("-i", str(tmp_path), "-e", f"ftps_certificate_dir={UNTOUCHED_DIR}")
+    run = run_playbook(
+        "-i", str(tmp_path), "--limit", "certificate_role", "-e", f"ftps_certificate_dir={UNTOUCHED_DIR}"
+    )
     assert_failed_before_touching(run, untouched_hosts, expected)
 
 
@@ -358,5 +382,5 @@ def test_bad_provided_files_are_rejected_before_touching(files, expected, untouc
         (provided / "root.crt").read_text() + (provided / "intermediate.crt").read_text()
     )
     extra = [arg for name, file in files.items() for arg in ("-e", f"{name}={provided / file}")]
-    run = run_playbook(*extra, "-e", f"ftps_certificate_dir={UNTOUCHED_DIR}")
+    run = run_playbook(*extra, "--limit", "certificate_role", "-e", f"ftps_certificate_dir={UNTOUCHED_DIR}")
     assert_failed_before_touching(run, untouched_hosts, expected)
