@@ -38,7 +38,7 @@ class HostOutcome:
     """What happened to one targeted host over the whole run."""
 
     site: str
-    ran: bool = False
+    missed: bool = False  # a play that targeted the host never got to it (an earlier batch failed)
     changed: bool = False
     failure: str = ""
 
@@ -46,7 +46,7 @@ class HostOutcome:
     def status(self) -> str:
         if self.failure:
             return "failed"
-        if not self.ran:
+        if self.missed:
             return "not reached"
         return "updated" if self.changed else "unchanged"
 
@@ -75,32 +75,40 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._summary = RolloutSummary()
+        self._play_targets: set[str] = set()
+        self._play_reached: set[str] = set()
+
+    def _close_play(self) -> None:
+        for name in self._play_targets - self._play_reached:
+            self._summary.hosts[name].missed = True
+        self._play_targets, self._play_reached = set(), set()
 
     def v2_playbook_on_play_start(self, play: Play) -> None:
+        self._close_play()
         variables = play.get_variable_manager()
         inventory = variables._inventory
         for host in inventory.get_hosts(play.hosts):
             if host.name not in self._summary.hosts:
                 site = variables.get_vars(host=host, include_hostvars=False).get("ftps_site") or DEFAULT_SITE
                 self._summary.hosts[host.name] = HostOutcome(site=str(site))
+            self._play_targets.add(host.name)
 
     def _outcome(self, result: TaskResult) -> HostOutcome | None:
-        return self._summary.hosts.get(result._host.get_name())
+        name = result._host.get_name()
+        self._play_reached.add(name)
+        return self._summary.hosts.get(name)
 
     def v2_runner_on_ok(self, result: TaskResult) -> None:
         if outcome := self._outcome(result):
-            outcome.ran = True
             outcome.changed = outcome.changed or bool(result._result.get("changed"))
 
     def v2_runner_on_skipped(self, result: TaskResult) -> None:
-        if outcome := self._outcome(result):
-            outcome.ran = True
+        self._outcome(result)
 
     def v2_runner_on_failed(self, result: TaskResult, ignore_errors: bool = False) -> None:
         outcome = self._outcome(result)
         if outcome is None or ignore_errors:
             return
-        outcome.ran = True
         message = str(result._result.get("msg") or result._result.get("stderr") or "failed")
         outcome.failure = f'task "{result._task.get_name()}": {message[:MESSAGE_LIMIT]}'
 
@@ -110,6 +118,7 @@ class CallbackModule(CallbackBase):
             outcome.failure = f"unreachable: {message[:MESSAGE_LIMIT]}"
 
     def v2_playbook_on_stats(self, stats: AggregateStats) -> None:
+        self._close_play()
         if not self._summary.hosts:
             return
         self._display.banner("FTPS ROLLOUT SUMMARY")

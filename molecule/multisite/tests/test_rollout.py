@@ -1,0 +1,49 @@
+"""The two-site rollout as the operator sees it: the summary, the report and the exports tell the truth."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from conftest import EPHEMERAL, REPORTS, SITES, served_certificate_sha256
+
+
+def test_rollout_summary_lists_every_host_by_site():
+    summary = json.loads((EPHEMERAL / "rollout-summary.json").read_text())
+    for site, hosts in SITES.items():
+        for host in hosts:
+            assert summary["hosts"][host]["site"] == site
+            assert summary["hosts"][host]["status"] in {"updated", "unchanged"}, summary["hosts"][host]
+
+
+def test_report_shows_the_fingerprint_each_host_really_serves(addresses):
+    report = (REPORTS / "deployment-report.md").read_text()
+    html = (REPORTS / "deployment-report.html").read_text()
+    for host, address in addresses.items():
+        row = next(line for line in report.splitlines() if line.startswith(f"| {host} |"))
+        fingerprint = served_certificate_sha256(address)
+        assert fingerprint in row, (host, fingerprint, row)
+        assert fingerprint in html
+        assert address in row
+
+
+def test_report_groups_hosts_by_site():
+    report = (REPORTS / "deployment-report.md").read_text()
+    for site, hosts in SITES.items():
+        section = report.split(f"## Site {site}", 1)[1].split("## Site ", 1)[0]
+        for host in hosts:
+            assert f"| {host} |" in section
+
+
+def test_filezilla_exports_are_well_formed_and_list_the_hosts(addresses):
+    for site, hosts in SITES.items():
+        root = ET.parse(REPORTS / f"filezilla-{site}.xml").getroot()
+        assert root.tag == "FileZilla3"
+        servers = root.findall("./Servers/Folder/Server")
+        assert {s.findtext("Host") for s in servers} == {addresses[h] for h in hosts}
+        for server in servers:
+            assert server.findtext("Protocol") == "4"  # FTP with required explicit TLS
+            assert server.findtext("PasvMode") == "MODE_PASSIVE"
+            assert server.findtext("Logontype") == "2"  # ask for the password
+            assert server.find("Pass") is None
+            assert server.findtext("User")
