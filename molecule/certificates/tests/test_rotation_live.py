@@ -1,0 +1,119 @@
+"""Rotation on the real server deployed by site.yml: a download running during
+playbooks/rotate-certificates.yml completes intact, ftpsd is reloaded (same process), and a new login
+during that download already gets the new certificate."""
+
+import ftplib
+import hashlib
+import socket
+import ssl
+import threading
+
+import pytest
+from conftest import PROJECT, address, lab_host, run_playbook
+from cryptography import x509
+
+ROTATE = PROJECT / "playbooks" / "rotate-certificates.yml"
+BIG_FILE = "/srv/ftps/shared/rotation-test.bin"
+BIG_FILE_MIB = 200
+PAUSE_AFTER = 16 * 1024 * 1024
+
+
+class SessionReusingFTPS(ftplib.FTP_TLS):
+    """ftpsd requires data connections to resume the control connection's TLS session; ftplib does not."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        return self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session), size
+
+
+@pytest.fixture(scope="module")
+def server():
+    host = lab_host("certs-srv")
+    host.run_expect(
+        [0],
+        f"head -c {BIG_FILE_MIB}M /dev/urandom > {BIG_FILE} && chown ftpsd:ftpsd {BIG_FILE}",
+    )
+    yield host
+    host.run(f"rm -f {BIG_FILE}")
+
+
+def login(host) -> SessionReusingFTPS:
+    """Explicit FTPS (AUTH TLS, PBSZ 0, PROT P); only looks at the certificate, trust is tested elsewhere."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    user = host.ansible.get_variables()["ftps_server_users"][0]
+    ftp = SessionReusingFTPS(context=context, timeout=60)
+    ftp.connect(address(host), 21)
+    ftp.login(user["name"], user["password"])
+    ftp.prot_p()
+    return ftp
+
+
+def presented_certificate(ftp: ftplib.FTP_TLS) -> x509.Certificate:
+    return x509.load_der_x509_certificate(ftp.sock.getpeercert(binary_form=True))
+
+
+def main_pid(host) -> str:
+    return host.check_output("systemctl show --property MainPID --value ftpsd")
+
+
+def test_download_during_rotation_completes_and_new_logins_get_the_new_certificate(server):
+    expected_digest = server.check_output(f"sha256sum {BIG_FILE}").split()[0]
+    pid = main_pid(server)
+    first = login(server)
+    old_serial = presented_certificate(first).serial_number
+
+    # The client stops reading after the first megabytes until the rotation is over, so the transfer is
+    # certainly in progress when ftpsd reloads.
+    digest, received, outcome = hashlib.sha256(), [0], {}
+    paused, resume = threading.Event(), threading.Event()
+
+    def on_block(block: bytes) -> None:
+        digest.update(block)
+        received[0] += len(block)
+        if received[0] >= PAUSE_AFTER and not paused.is_set():
+            paused.set()
+            resume.wait(timeout=240)
+
+    def download() -> None:
+        try:
+            outcome["reply"] = first.retrbinary(f"RETR {BIG_FILE.rsplit('/', 1)[1]}", on_block)
+        except (OSError, ftplib.Error) as error:
+            outcome["error"] = error
+        finally:
+            paused.set()
+
+    first.cwd("/")
+    downloader = threading.Thread(target=download)
+    downloader.start()
+    try:
+        assert paused.wait(timeout=60) and "error" not in outcome, outcome
+        rotation = run_playbook("--limit", "certs-srv", playbook=ROTATE)
+        assert rotation.rc == 0, rotation.output
+
+        assert main_pid(server) == pid, "ftpsd was restarted, not reloaded"
+        second = login(server)
+        new_serial = presented_certificate(second).serial_number
+        second.quit()
+        assert new_serial != old_serial
+        assert downloader.is_alive(), "the download must still be in progress during the rotation"
+    finally:
+        resume.set()
+        downloader.join(timeout=300)
+
+    assert outcome.get("reply", "").startswith("226"), outcome
+    assert received[0] == BIG_FILE_MIB * 1024 * 1024
+    assert digest.hexdigest() == expected_digest
+    first.quit()
+
+
+def test_server_files_follow_the_interface(server):
+    key = server.file("/etc/ftpsd/tls/server.key")
+    assert (key.mode, key.user, key.group) == (0o600, "ftpsd", "ftpsd")
+    served = login(server)
+    try:
+        on_disk = x509.load_pem_x509_certificates(server.file("/etc/ftpsd/tls/server.crt").content)[0]
+        assert presented_certificate(served) == on_disk
+    finally:
+        served.quit()
