@@ -15,14 +15,14 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 # live tests (curl, lftp), vsftpd for the benchmark reference, and python3-venv for .venv.
 DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git
 
-.PHONY: help deps venv lab-up lab-down lab-status demo lint unit molecule test clean
+.PHONY: help deps venv lab-up lab-down lab-status demo lint unit molecule reliability test clean
 
 help:
 	@echo "make demo        deploy the FTPS server onto a local lab of real hosts and show it working"
-	@echo "make test        lint + unit + live server tests + molecule scenarios ($(SCENARIOS))"
+	@echo "make test        lint + unit + live server tests + molecule scenarios ($(SCENARIOS)) + reliability"
 	@echo "make lab-up      boot the lab ($(DEMO_HOSTS)) and write inventories/lab/hosts.yml"
 	@echo "make lab-down    stop every lab host and remove all it used"
-	@echo "make lint | unit | molecule | lab-status | clean"
+	@echo "make lint | unit | molecule | reliability | lab-status | clean"
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -40,6 +40,13 @@ $(VENV)/.installed: requirements.txt ftpsd/pyproject.toml
 
 venv: deps $(VENV)/.installed
 
+# sslyze for the TLS scan of the reliability suite, in a venv of its own: its pins clash with Ansible's.
+SSLYZE_VENV := .cache/sslyze-venv
+$(SSLYZE_VENV)/.installed:
+	@[ -x $(SSLYZE_VENV)/bin/python ] || python3 -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/pip install -q --disable-pip-version-check sslyze==6.3.1
+	@touch $@
+
 lab-up: venv
 	$(LAB) --lab lab up $(DEMO_HOSTS) --inventory inventories/lab/hosts.yml
 
@@ -52,6 +59,8 @@ lab-status:
 demo: lab-up
 	ansible-playbook site.yml
 	ansible-playbook playbooks/verify.yml
+	@echo; echo "How to connect (reports/deployment-report.md; also .html and a FileZilla export per site):"; echo
+	@cat reports/deployment-report.md
 
 lint: venv
 	yamllint --strict .
@@ -61,7 +70,11 @@ lint: venv
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	pytest ftpsd/tests tests
+	pytest ftpsd/tests tests --ignore=tests/reliability
+
+# Hostile input, faults, load and a TLS scan against a server that site.yml deploys on lab hosts.
+reliability: venv $(SSLYZE_VENV)/.installed
+	pytest tests/reliability
 
 molecule: venv
 	@for scenario in $(SCENARIOS); do \
@@ -69,7 +82,7 @@ molecule: venv
 	  molecule test -s $$scenario || exit 1; \
 	done
 
-test: lint unit molecule
+test: lint unit molecule reliability
 
 clean: lab-down
 	rm -rf $(VENV) .wheels reports
