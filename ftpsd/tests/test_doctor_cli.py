@@ -75,6 +75,7 @@ def test_text_report_of_a_wrong_password_from_stdin(healthy):
         (["--ca", "/nonexistent/ca.pem"], "--ca /nonexistent/ca.pem"),
         (["--port", "0"], "not a port number"),
         (["--timeout", "0"], "--timeout must be greater than 0"),
+        (["--masquerade", "ftp.example.com"], "--masquerade ftp.example.com is not an IPv4 address"),
         (["--user", "fbt_admin", "--password-file", "/nonexistent/pw"], "--password-file /nonexistent/pw"),
     ],
 )

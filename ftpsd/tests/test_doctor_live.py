@@ -167,6 +167,30 @@ def test_wrong_masquerade_address(start_server):
     assert statuses(report)["roundtrip"] == "PASS"
 
 
+def test_masquerade_checked_from_inside_the_nat(start_server):
+    """The health gate's case: the controller reaches the server's inside address, clients use the
+    public one. The announced address must equal it; data goes to the address connected to."""
+    setup = start_server(masquerade_address="127.0.0.9")  # the "public" address: unreachable from here
+    report = check(setup, roundtrip=True, masquerade="127.0.0.9")
+    assert report.exit_code == 0, statuses(report)
+    pasv = step(report, "pasv")
+    assert pasv["status"] == "PASS"
+    assert pasv["facts"]["announced_address"] == "127.0.0.9"
+    assert statuses(report)["roundtrip"] == "PASS"
+
+
+def test_masquerade_expected_but_another_address_announced(start_server):
+    setup = start_server(masquerade_address="127.0.0.9")
+    pasv = failure(check(setup, masquerade="127.0.0.10"), "pasv")
+    assert "announces 127.0.0.9, not the public address 127.0.0.10" in pasv["diagnosis"]
+    assert "to 127.0.0.10" in pasv["hint"]
+
+
+def test_masquerade_expected_but_none_configured(healthy):
+    pasv = failure(check(healthy, masquerade="127.0.0.10"), "pasv")
+    assert f"announces {healthy.listen_address}, not the public address 127.0.0.10" in pasv["diagnosis"]
+
+
 def test_upload_only_user_cannot_list(healthy):
     report = check(healthy, user="dropbox")
     assert statuses(report)["login"] == "PASS"

@@ -8,6 +8,7 @@ Exit codes: 0 nothing failed (warnings allowed), 1 a step failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="log in even when the certificate is not trusted (sends the password anyway)",
     )
     parser.add_argument(
+        "--masquerade",
+        metavar="ADDRESS",
+        help="checking from inside the NAT: PASV must announce this public IPv4 address (the masquerade "
+        "address); data connections go to HOST",
+    )
+    parser.add_argument(
         "--login-only",
         action="store_true",
         help="stop after login and PROT P, for accounts that may not list (such as upload-only ones)",
@@ -108,6 +115,14 @@ def _one_line(text: str) -> bool:
     return bool(text) and not any(c in text for c in "\r\n\0")
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def options_from(args: argparse.Namespace) -> Options:
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number")
@@ -119,6 +134,8 @@ def options_from(args: argparse.Namespace) -> Options:
         raise UsageError("--roundtrip needs the data channel that --login-only leaves out")
     if args.user is not None and not _one_line(args.user):
         raise UsageError("--user must be one line (no CR, LF or NUL)")
+    if args.masquerade is not None and not _is_ipv4(args.masquerade):
+        raise UsageError(f"--masquerade {args.masquerade} is not an IPv4 address (PASV carries only IPv4)")
     if args.ca:
         verifying_context(args.ca)  # an unusable --ca is a usage error, not a server fault
     return Options(
@@ -132,6 +149,7 @@ def options_from(args: argparse.Namespace) -> Options:
         roundtrip=args.roundtrip,
         login_only=args.login_only,
         insecure=args.insecure,
+        masquerade=args.masquerade,
     )
 
 

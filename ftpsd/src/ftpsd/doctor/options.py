@@ -21,6 +21,9 @@ class Options:
     roundtrip: bool = False
     login_only: bool = False  # for accounts that may not list (upload-only): no data channel steps
     insecure: bool = False
+    # Checking from inside the NAT: the public address the server must announce in PASV, while data
+    # connections go to the address connected to (as the NAT's inside network reaches the server).
+    masquerade: str | None = None
 
     @property
     def mode(self) -> str:

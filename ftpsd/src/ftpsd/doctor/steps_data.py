@@ -132,6 +132,24 @@ def _announced_address_failed(
     return failed("pasv", diagnosis, _masquerade_hint(control.peer), **facts)
 
 
+def _judge_masquerade(probe: Probe, announced: str, port: int, facts: dict[str, object]) -> StepResult:
+    """From inside a NAT the public address is unreachable by design (no hairpin), so the announced
+    address is compared with the expected one and the data connection goes to the control address."""
+    expected = probe.options.masquerade
+    facts["expected_address"] = expected
+    if announced != expected:
+        return failed(
+            "pasv",
+            f"the server announces {announced}, not the public address {expected} clients outside "
+            "the NAT must reach: the masquerade address is wrong or missing",
+            f"set the masquerade address (ftps_server masquerade variable, ftpsd server.masquerade_address) "
+            f"to {expected}",
+            **facts,
+        )
+    route = PassiveRoute("PASV", use_control_address=True)
+    return _judge_listing("pasv", _listing(probe, (probe.channel.peer, port)), probe, route, facts)
+
+
 def check_pasv(probe: Probe) -> StepResult:
     """Step 4b: PASV, the announced address judged against the control connection's, and a listing."""
     control = probe.channel
@@ -142,6 +160,8 @@ def check_pasv(probe: Probe) -> StepResult:
     except PassiveRefused as err:
         return failed("pasv", f"the server refused PASV: «{err.reply}»", LOG_HINT, reply=err.reply.text)
     facts: dict[str, object] = {"announced_address": announced, "port": port, "control_address": control.peer}
+    if probe.options.masquerade:
+        return _judge_masquerade(probe, announced, port, facts)
     transfer = _listing(probe, (announced, port))
     if transfer.connect_error is not None and announced != control.peer:
         return _announced_address_failed(probe, announced, port, transfer, facts)
