@@ -1,0 +1,378 @@
+"""Wall time of `ansible-playbook site.yml` on lab hosts: a first rollout and a no-change re-run, by size.
+
+Why: site.yml does not deploy all hosts at once. It validates every host, then rolls out site by site,
+a canary host first and the rest of the site after it, with an FTPS health gate (ftps-doctor from the
+controller) after every batch, and ends with the report. Its time therefore grows with hosts and sites
+in a way `forks` alone does not predict. This script puts figures on it: how long a first rollout and a
+re-run take on one host and on eight hosts in two sites, and the ratio between them. The re-run must
+change nothing (the README promises it); any change, like any failed run, makes the exit status non-zero.
+
+How: for each size, boot fresh hosts with tests/lab/lab in a lab of its own (`bench`, so Molecule or the
+reliability labs running at the same time are never touched), write an inventory that splits the hosts
+over two sites (`site_beijing`, `site_shanghai`, children of `ftps_servers`; one host: one site) with the
+lab inventory's group_vars, run site.yml twice from the repository root (so ansible.cfg and its lab vault
+apply), time each run with time.perf_counter, then tear the lab down, also on failure or Ctrl-C. Booting
+is not timed. Each size also gets an empty controller wheel cache and SSH control sockets of its own, so
+every first rollout starts from the same cold state and the repository's .wheels/ and reports/ stay
+untouched (the report goes to a temporary FTPS_REPORT_DIR). Other test runs share the machine, so the
+figures are noisy: compare ratios, not single seconds.
+
+Run as root (the lab needs namespaces and mounts), from the repository root:
+
+    .venv/bin/python benchmarks/bench_rollout.py [--sizes 1,8] [--keep-log DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+REPO = Path(__file__).resolve().parents[1]
+LAB_TOOL = REPO / "tests" / "lab" / "lab"
+LAB_GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
+LAB_NAME = "bench"
+MAX_HOSTS = 50  # the lab tool's own limit
+LAB_TIMEOUT = 600.0
+PLAYBOOK_TIMEOUT = 3600.0
+LOG_TAIL = 40
+# The benchmark runs with the repository's ansible.cfg and parses plain text.
+IGNORED_ENV = frozenset({"ANSIBLE_CONFIG", "ANSIBLE_FORCE_COLOR"})
+# Site groups as in molecule/multisite: each sets ftps_site, which site.yml batches by.
+SITES: tuple[tuple[str, dict[str, str]], ...] = (
+    (
+        "site_beijing",
+        {
+            "ftps_site": "beijing",
+            "ftps_certificate_state_or_province": "BeiJing",
+            "ftps_certificate_locality": "BeiJing",
+        },
+    ),
+    (
+        "site_shanghai",
+        {
+            "ftps_site": "shanghai",
+            "ftps_certificate_state_or_province": "Shanghai",
+            "ftps_certificate_locality": "Shanghai",
+        },
+    ),
+)
+RECAP_LINE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+"
+    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
+    re.MULTILINE,
+)
+TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \*+$")
+CHANGED_LINE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
+
+
+class BenchError(Exception):
+    """A failure that makes the figures meaningless; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed ansible-playbook run and what its PLAY RECAP says."""
+
+    seconds: float
+    changed: int
+    changed_tasks: list[str]
+    log: Path
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The two runs of one size, on the same freshly booted hosts."""
+
+    hosts: int
+    sites: int
+    first: Run
+    rerun: Run
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so that stdout holds only the table."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def parse_sizes(text: str) -> list[int]:
+    """`--sizes 1,8` as host counts the lab can boot; the smallest is the baseline of the ratios."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: comma-separated host counts, got {text!r}") from None
+    if not sizes or any(not 1 <= size <= MAX_HOSTS for size in sizes) or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"--sizes: distinct host counts from 1 to {MAX_HOSTS}, got {text!r}")
+    return sizes
+
+
+def split_sites(hosts: list[str]) -> dict[str, list[str]]:
+    """One host stays in one site; more hosts are split in two halves, so batching crosses a site."""
+    if len(hosts) == 1:
+        return {SITES[0][0]: hosts}
+    half = (len(hosts) + 1) // 2
+    return {SITES[0][0]: hosts[:half], SITES[1][0]: hosts[half:]}
+
+
+def lab_tool(*args: str) -> str:
+    """Run tests/lab/lab on our own lab only (never `down --all`: other labs may be running)."""
+    try:
+        proc = subprocess.run(  # noqa: S603 - fixed command line, our own lab name
+            [str(LAB_TOOL), "--lab", LAB_NAME, *args],
+            capture_output=True,
+            text=True,
+            timeout=LAB_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"lab {' '.join(args)} did not finish within {LAB_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
+    return proc.stdout
+
+
+def boot(hosts: list[str], generated: Path) -> dict:
+    """Boot fresh hosts and return the lab's inventory: `down` first, since `up` reuses running hosts."""
+    lab_tool("down")
+    log(f"booting {len(hosts)} fresh host(s)")
+    lab_tool("up", *hosts, "--inventory", str(generated))
+    text = generated.read_text()
+    return json.loads(text[text.index("{") :])  # after the tool's comment line
+
+
+def write_inventory(directory: Path, generated: dict, sites: dict[str, list[str]], wheel_cache: Path) -> None:
+    """An inventory folder like inventories/lab, but with site groups and a private wheel cache.
+
+    The lab tool puts every host in one group; site.yml batches by ftps_site, so the hosts move into
+    site groups under ftps_servers, and group_vars/<site>.yml set ftps_site as molecule/multisite does.
+    """
+    lab_all = generated["all"]
+    lab_hosts = next(iter(lab_all["children"].values()))["hosts"]
+    inventory = {
+        "all": {
+            "vars": {**lab_all["vars"], "ftps_server_wheel_cache": str(wheel_cache)},
+            "children": {
+                "ftps_servers": {
+                    "children": {
+                        group: {"hosts": {host: lab_hosts[host] for host in members}}
+                        for group, members in sites.items()
+                    }
+                }
+            },
+        }
+    }
+    directory.mkdir(parents=True)
+    (directory / "hosts.yml").write_text(json.dumps(inventory, indent=2) + "\n")  # JSON is YAML
+    shutil.copytree(LAB_GROUP_VARS, directory / "group_vars")
+    for group, settings in SITES:
+        if group in sites:
+            (directory / "group_vars" / f"{group}.yml").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def parse_recap(text: str) -> dict[str, dict[str, int]]:
+    """Per host of the PLAY RECAP: changed, unreachable and failed task counts."""
+    _, found, recap = text.rpartition("PLAY RECAP")
+    if not found:
+        return {}
+    return {
+        match["host"]: {key: int(match[key]) for key in ("changed", "unreachable", "failed")}
+        for match in RECAP_LINE.finditer(recap)
+    }
+
+
+def changed_tasks(text: str) -> list[str]:
+    """The tasks that reported a change, with their host: what to look at when a re-run is not a no-op."""
+    found, task = [], "?"
+    for line in text.splitlines():
+        if match := TASK_LINE.match(line):
+            task = match["name"]
+        elif match := CHANGED_LINE.match(line):
+            found.append(f"{task} [{match['host']}]")
+    return found
+
+
+def playbook_env(work: Path, control_dir: Path) -> dict[str, str]:
+    """ansible.cfg from the repository root, the report in a temporary folder, and plain output to parse.
+
+    SSH control sockets live in a folder of their own: a master left by an earlier size could otherwise
+    be reused for a new host that got the same address.
+    """
+    env = {key: value for key, value in os.environ.items() if key not in IGNORED_ENV}
+    env.update(
+        FTPS_REPORT_DIR=str(work / "reports"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def run_playbook(inventory: Path, log_file: Path, env: dict[str, str]) -> Run:
+    """Time one `ansible-playbook -i INVENTORY site.yml`; a failed or incomplete run raises BenchError."""
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    if not playbook.exists():
+        raise BenchError(f"{playbook} not found: run this script with the project's .venv/bin/python")
+    with log_file.open("w") as out:
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(  # noqa: S603 - fixed command line
+                [str(playbook), "-i", str(inventory), "site.yml"],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=PLAYBOOK_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"site.yml timed out after {PLAYBOOK_TIMEOUT:.0f}s; log {log_file}") from None
+        seconds = time.perf_counter() - start
+    text = log_file.read_text()
+    recap = parse_recap(text)
+    broken = [h for h, counts in recap.items() if counts["failed"] or counts["unreachable"]]
+    if proc.returncode != 0 or not recap or broken:
+        tail = "\n".join(text.splitlines()[-LOG_TAIL:])
+        raise BenchError(f"site.yml failed (exit {proc.returncode}, hosts {broken}); log {log_file}:\n{tail}")
+    return Run(seconds, sum(c["changed"] for c in recap.values()), changed_tasks(text), log_file)
+
+
+def check_reached(run: Run, hosts: list[str]) -> None:
+    """A host missing from the recap was never deployed (a batch stopped early): the time means nothing."""
+    missing = sorted(set(hosts) - set(parse_recap(run.log.read_text())))
+    if missing:
+        raise BenchError(f"hosts missing from the PLAY RECAP of {run.log}: {', '.join(missing)}")
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Teardown must finish: a second Ctrl-C would otherwise leave hosts, mounts and namespaces behind."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def teardown() -> None:
+    """Take our lab down and check that nothing of it is left."""
+    with uninterrupted():
+        log(f"tearing lab {LAB_NAME} down")
+        lab_tool("down")
+        status = lab_tool("status").strip()
+    if status != f"lab {LAB_NAME}: down":
+        raise BenchError(f"lab {LAB_NAME} is not fully down:\n{status}")
+
+
+def measure(count: int, work: Path, log_dir: Path) -> Measurement:
+    """First rollout and re-run on `count` freshly booted hosts; the lab goes down in any case."""
+    hosts = [f"{LAB_NAME}-{i}" for i in range(1, count + 1)]
+    sites = split_sites(hosts)
+    base = work / f"{count}hosts"
+    base.mkdir()
+    try:
+        generated = boot(hosts, base / "lab-inventory.json")
+        write_inventory(base / "inventory", generated, sites, base / "wheels")
+        runs = []
+        for phase in ("first", "rerun"):
+            log(f"{count} host(s), {len(sites)} site(s): {phase} run of site.yml")
+            env = playbook_env(base, base / f"cp-{phase}")
+            run = run_playbook(base / "inventory", log_dir / f"site-{count}hosts-{phase}.log", env)
+            check_reached(run, hosts)
+            log(f"{count} host(s): {phase} run took {run.seconds:.1f}s, changed={run.changed}")
+            runs.append(run)
+    finally:
+        teardown()
+    return Measurement(count, len(sites), runs[0], runs[1])
+
+
+def format_table(measurements: list[Measurement]) -> str:
+    """The figures in seconds, then each size's ratio to the smallest size, for both runs."""
+    lines = [
+        "site.yml wall time in seconds (fresh lab hosts; re-run right after the first rollout)",
+        f"{'hosts':>5}  {'sites':>5}  {'first rollout':>13}  {'re-run':>8}  {'re-run changed':>14}",
+    ]
+    for m in measurements:
+        first, rerun = f"{m.first.seconds:.1f}", f"{m.rerun.seconds:.1f}"
+        lines.append(f"{m.hosts:>5}  {m.sites:>5}  {first:>13}  {rerun:>8}  {m.rerun.changed:>14}")
+    base = min(measurements, key=lambda m: m.hosts)
+    for m in measurements:
+        if m is not base:
+            lines.append(
+                f"ratio {m.hosts} hosts / {base.hosts} host{'s' if base.hosts > 1 else ''}: "
+                f"first rollout {m.first.seconds / base.first.seconds:.2f}, "
+                f"re-run {m.rerun.seconds / base.rerun.seconds:.2f}"
+            )
+    return "\n".join(lines)
+
+
+def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """Turn SIGTERM into the same path as Ctrl-C, so `finally` tears the lab down."""
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=parse_sizes, default=parse_sizes("1,8"), help="host counts (default: 1,8)"
+    )
+    parser.add_argument("--keep-log", type=Path, metavar="DIR", help="keep the ansible-playbook logs here")
+    return parser.parse_args(argv)
+
+
+def report(measurements: list[Measurement]) -> int:
+    """Print the table; non-zero when a re-run was not a no-op, naming what changed."""
+    if measurements:
+        print(format_table(measurements))
+    status = 0
+    for m in measurements:
+        if m.rerun.changed:
+            status = 1
+            log(f"the re-run on {m.hosts} host(s) changed {m.rerun.changed} task(s), expected 0:")
+            for task in m.rerun.changed_tasks:
+                log(f"  {task}")
+    return status
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        log("must run as root: the lab tool creates namespaces, mounts and network interfaces")
+        return 2
+    signal.signal(signal.SIGTERM, on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+    log_dir = args.keep_log or work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    measurements: list[Measurement] = []
+    status = 0
+    try:
+        for count in args.sizes:
+            measurements.append(measure(count, work, log_dir))
+    except BenchError as error:
+        log(f"error: {error}")
+        status = 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        status = 130
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report(measurements) or status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
