@@ -30,6 +30,8 @@ description:
 """
 
 DEFAULT_SITE = "default"
+# Only the servers are rolled out; plays on the controller (the report) are not part of the summary.
+SERVER_GROUP = "ftps_servers"
 MESSAGE_LIMIT = 300
 
 
@@ -88,6 +90,8 @@ class CallbackModule(CallbackBase):
         variables = play.get_variable_manager()
         inventory = variables._inventory
         for host in inventory.get_hosts(play.hosts):
+            if SERVER_GROUP not in (group.name for group in host.get_groups()):
+                continue
             if host.name not in self._summary.hosts:
                 site = variables.get_vars(host=host, include_hostvars=False).get("ftps_site") or DEFAULT_SITE
                 self._summary.hosts[host.name] = HostOutcome(site=str(site))

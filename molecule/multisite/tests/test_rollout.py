@@ -10,6 +10,7 @@ from conftest import EPHEMERAL, REPORTS, SITES, served_certificate_sha256
 
 def test_rollout_summary_lists_every_host_by_site():
     summary = json.loads((EPHEMERAL / "rollout-summary.json").read_text())
+    assert set(summary["hosts"]) == {host for hosts in SITES.values() for host in hosts}  # no controller
     for site, hosts in SITES.items():
         for host in hosts:
             assert summary["hosts"][host]["site"] == site
