@@ -17,6 +17,8 @@ PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 REPORTS = Path(os.environ["FTPS_REPORT_DIR"])
 INVENTORY = EPHEMERAL / "inventory"
 SITES = {"beijing": ["bj-1", "bj-2"], "shanghai": ["sh-1", "sh-2"]}
+# Molecule forces colour on; the tests read Ansible's output as plain text.
+PLAIN_ANSIBLE_ENV = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
 
 
 def inventory_value(host: str, expression: str) -> object:
@@ -24,7 +26,7 @@ def inventory_value(host: str, expression: str) -> object:
     out = subprocess.run(
         ["ansible", host, "-i", str(INVENTORY), "-m", "ansible.builtin.debug", "-a",
          f"msg={{{{ {expression} | to_json }}}}", "-o"],
-        capture_output=True, text=True, check=True, cwd=PROJECT,
+        capture_output=True, text=True, check=True, cwd=PROJECT, env=PLAIN_ANSIBLE_ENV,
     ).stdout  # fmt: skip
     return json.loads(json.loads(out.split("=>", 1)[1])["msg"])
 

@@ -7,17 +7,16 @@ process holds port 21), then repairs bj-2 and re-deploys to leave the lab health
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import testinfra
-from conftest import EPHEMERAL, INVENTORY, PROJECT, greeting
+from conftest import EPHEMERAL, INVENTORY, PLAIN_ANSIBLE_ENV, PROJECT, greeting
 
 PROBE_BANNER = "Rollout probe banner"
 
 
 def site_yml(*extra: str, summary: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FTPS_ROLLOUT_SUMMARY_FILE": summary}
+    env = {**PLAIN_ANSIBLE_ENV, "FTPS_ROLLOUT_SUMMARY_FILE": summary}
     return subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "site.yml"), *extra],
         capture_output=True, text=True, check=False, cwd=PROJECT, env=env,
