@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import json
 import os
 import socket
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from conftest import ServerProcess, connect
@@ -162,6 +166,62 @@ def test_overwrite_cut_keeps_the_old_file(server: ServerProcess) -> None:
     with pytest.raises(ftplib.error_temp):
         ftp.voidresp()
     assert (server.setup.shared / name).read_bytes() == b"old content"
+    ftp.quit()
+
+
+def wait_for_no_leftovers(srv: ServerProcess) -> list[str]:
+    """The server handles a disconnect asynchronously: give it a moment, then report what is left."""
+    for _ in range(50):
+        if not leftovers(srv):
+            break
+        time.sleep(0.05)
+    return leftovers(srv)
+
+
+@pytest.mark.parametrize("ending", ["QUIT", "REIN", "ABOR"])
+def test_uploads_queued_without_a_data_connection_leave_nothing(server: ServerProcess, ending: str) -> None:
+    """Each new upload command replaces the one still waiting for its data connection; whatever
+    ends the session (or the wait) removes the temporary file of the last one."""
+    ftp = connect(server, "fbt_admin")
+    names = [unique("queued"), unique("queued")]
+    for name in names:
+        assert ftp.sendcmd(f"STOR {name}").startswith("150")
+        assert len(leftovers(server)) == 1  # never two temporary files for one session
+    assert ftp.sendcmd("STOU").startswith("150")
+    assert len(leftovers(server)) == 1
+    ftp.putcmd(ending)
+    ftp.getmultiline()
+    ftp.close()
+    assert wait_for_no_leftovers(server) == []
+    assert not [n for n in names if (server.setup.shared / n).exists()]
+
+
+@pytest.fixture
+def tiny_folder(server: ServerProcess) -> Iterator[str]:
+    """A 1 MiB tmpfs inside the shared folder: a disk that fills up (the tests run as root, like the lab)."""
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    path = server.setup.shared / name
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+        path.rmdir()
+
+
+def test_disk_full_is_answered_with_452_and_leaves_nothing(server: ServerProcess, tiny_folder: str) -> None:
+    ftp = connect(server, "fbt_admin")
+    ftp.cwd(tiny_folder)
+    conn = ftp.transfercmd("STOR too-big.bin")
+    with contextlib.suppress(OSError):  # the server drops the data connection once the disk is full
+        conn.sendall(os.urandom(3 << 20))
+        conn.unwrap()
+    conn.close()
+    with pytest.raises(ftplib.error_temp, match=r"^452 No space left on device"):
+        ftp.voidresp()
+    assert os.listdir(server.setup.shared / tiny_folder) == []
+    assert stor(ftp, "fits.bin", b"x" * 1000).startswith("226")  # the session and the server carry on
     ftp.quit()
 
 

@@ -161,11 +161,7 @@ def test_disk_full_keeps_the_server_running_and_leaves_no_file(
         ftp.delete("fits.bin")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpsd bug: on ENOSPC the TLS data handler's handle_error (pyftpdlib SSLConnectionMixin) closes "
-    "the data connection without the 4xx reply DTPHandler.handle_error would send; the client waits for a "
-    "reply until its timeout (ftpsd/src/ftpsd/handlers.py FtpsDataHandler)",
-)
-def test_disk_full_answers_the_client_with_a_4xx_storage_error(disk_full: DiskFull) -> None:
-    assert disk_full.reply[:1] == "4" and "No space left on device" in disk_full.reply, disk_full.reply
+def test_disk_full_answers_the_client_with_452_insufficient_storage(disk_full: DiskFull) -> None:
+    assert disk_full.reply.startswith("452 ") and "No space left on device" in disk_full.reply, (
+        disk_full.reply
+    )

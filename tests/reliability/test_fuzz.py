@@ -129,12 +129,6 @@ def test_fuzzed_control_channel_keeps_the_server_and_a_neighbour_transfer_intact
     assert neighbour.rounds >= 1, "the neighbour's transfer never completed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ftpsd bug: a STOR/STOU queued while another one still waits for its data connection replaces it "
-    "without closing it, so the first hidden .part file is never removed (pyftpdlib's _in_dtp_queue is "
-    "overwritten; ftpsd/src/ftpsd/handlers.py _start_upload)",
-)
 def test_queued_uploads_leave_no_temporary_files(deployment: Deployment) -> None:
     """Upload commands without a data connection, then disconnect: nothing may stay behind."""
     folder = f"queued-{secrets.token_hex(4)}"

@@ -9,9 +9,11 @@ discarded, passwords are verified off the event loop, and paths can never leave 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import sys
 from typing import Any, ClassVar
 
 from OpenSSL import SSL
@@ -125,6 +127,17 @@ class AtomicUpload:
                 os.unlink(self.temp_path)
 
 
+# Storage exhausted: 452 (RFC 959, "insufficient storage space"); other write errors get 451.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _errno_of(error: OSError) -> int | None:
+    """pyftpdlib wraps the OSError of a file write as the single argument of its own error."""
+    if error.errno is not None:
+        return error.errno
+    return getattr(error.args[0], "errno", None) if error.args else None
+
+
 def _close_notify_received(sock: object) -> bool:
     return isinstance(sock, SSL.Connection) and bool(sock.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
 
@@ -161,7 +174,7 @@ class _AtomicUploadDTP(DTPHandler):
             try:
                 upload.write_all(self._upload_buffer[:filled])
             except OSError as err:
-                raise _FileReadWriteError(err) from err
+                raise _FileReadWriteError(err.errno, err.strerror) from err
         if peer_closed:
             self.handle_close()
 
@@ -237,6 +250,24 @@ class FtpsDataHandler(TLS_DTPHandler, _AtomicUploadDTP):
         if self._ssl_accepting:
             events = self.ioloop.WRITE if self._ssl_want_write else self.ioloop.READ
         super().modify_ioloop_events(events, logdebug)
+
+    def handle_error(self) -> None:
+        """A failed write of an upload (disk full, quota, I/O error) is answered on the control channel.
+
+        pyftpdlib's TLS mixin (which sits above DTPHandler, hence the override here) would close the data
+        connection without any reply, leaving the client waiting until it times out. close() removes the
+        temporary file.
+        """
+        error = sys.exc_info()[1]
+        if not (self.receive and isinstance(error, _FileReadWriteError)):
+            super().handle_error()
+            return
+        number = _errno_of(error)
+        reason = os.strerror(number) if number else "write error"
+        code = 452 if number in _NO_SPACE else 451
+        logger.warning("upload of %s failed: %s", self.file_obj.name, reason)
+        self._error = True  # no TLS shutdown exchange: the client may still be sending
+        self._fail(f"{code} {reason}; upload discarded.")
 
     def handle_ssl_established(self) -> None:
         cmd = self.cmd_channel
@@ -416,11 +447,26 @@ class FtpsControlHandler(TLS_FTPHandler):
         return self._start_upload(os.path.join(directory, name), False, "STOU", f"FILE: {name}")
 
     def ftp_ABOR(self, line: str) -> None:
-        """Also drop an upload still waiting for its data connection (pyftpdlib keeps it queued)."""
+        """Also drop a transfer still waiting for its data connection (pyftpdlib keeps it queued)."""
+        self._drop_queued_transfers()
+        super().ftp_ABOR(line)
+
+    def flush_account(self) -> None:
+        """REIN: pyftpdlib forgets queued transfers without closing them, which would leave an
+        upload's temporary file behind."""
+        self._drop_queued_transfers()
+        super().flush_account()
+
+    def _drop_queued_transfers(self) -> None:
+        """Close what waits for a data connection; an AtomicUpload removes its temporary file."""
         if self._in_dtp_queue is not None:
             self._in_dtp_queue[0].close()
             self._in_dtp_queue = None
-        super().ftp_ABOR(line)
+        if self._out_dtp_queue is not None:
+            file = self._out_dtp_queue[2]  # None for listings
+            if file is not None:
+                file.close()
+            self._out_dtp_queue = None
 
     def _start_upload(self, path: str, replace: bool, cmd: str, text: str) -> str | None:
         try:
@@ -433,6 +479,8 @@ class FtpsControlHandler(TLS_FTPHandler):
             self.data_channel.file_obj = upload
             self.data_channel.enable_receiving(self._current_type, cmd)
         else:
+            # Only one transfer waits for the data connection: a new command replaces a queued one.
+            self._drop_queued_transfers()
             self.respond(f"150 {text}")
             self._in_dtp_queue = (upload, cmd)
         return path
