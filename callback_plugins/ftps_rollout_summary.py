@@ -77,6 +77,7 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._summary = RolloutSummary()
+        self._play_id: str | None = None
         self._play_targets: set[str] = set()
         self._play_reached: set[str] = set()
 
@@ -86,10 +87,14 @@ class CallbackModule(CallbackBase):
         self._play_targets, self._play_reached = set(), set()
 
     def v2_playbook_on_play_start(self, play: Play) -> None:
-        self._close_play()
+        # A batched play starts once per batch, with the inventory restricted to that batch: a host of a
+        # later batch is only "not reached" once the play as a whole is over.
+        if play._uuid != self._play_id:
+            self._close_play()
+            self._play_id = play._uuid
         variables = play.get_variable_manager()
         inventory = variables._inventory
-        for host in inventory.get_hosts(play.hosts):
+        for host in inventory.get_hosts(play.hosts, ignore_restrictions=True):
             if SERVER_GROUP not in (group.name for group in host.get_groups()):
                 continue
             if host.name not in self._summary.hosts:
