@@ -87,11 +87,12 @@ def make_cert(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def wait_for_banner(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+def wait_for_banner(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
+            said = log.read_text(errors="replace").strip()[-2000:] or "nothing on stderr"
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {said}")
         try:
             with socket.create_connection((HOST, port), timeout=2) as sock:
                 if sock.recv(100).startswith(b"220"):
@@ -104,6 +105,7 @@ def wait_for_banner(port: int, proc: subprocess.Popen[bytes], what: str) -> None
 def start_vsftpd(work: Path, cert: Path, key: Path, sessions: int) -> Target:
     """vsftpd with anonymous FTPS (no system user or PAM change needed), TLS forced, reuse required."""
     root = work / "vsftpd-root"  # vsftpd refuses a writable anonymous root
+    log = work / "vsftpd.log"
     (root / "pub").mkdir(parents=True)
     shutil.chown(root / "pub", "ftp", "ftp")
     port = free_port()
@@ -148,18 +150,20 @@ def start_vsftpd(work: Path, cert: Path, key: Path, sessions: int) -> Target:
         )
         + "\n"
     )
-    proc = subprocess.Popen(  # noqa: S603 - fixed command line
-        ["vsftpd", str(conf)],  # noqa: S607 - Debian's vsftpd from PATH
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_for_banner(port, proc, "vsftpd")
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen(  # noqa: S603 - fixed command line
+            ["vsftpd", str(conf)],  # noqa: S607 - Debian's vsftpd from PATH
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    wait_for_banner(port, proc, "vsftpd", log)
     return Target("vsftpd", port, "anonymous", "bench@", "pub/", proc)
 
 
 def start_ftpsd(work: Path, cert: Path, key: Path, sessions: int) -> Target:
     home = work / "ftpsd-root"
     home.mkdir()
+    log = work / "ftpsd.log"
     port = free_port()
     config = work / "ftpsd.toml"
     config.write_text(
@@ -183,12 +187,13 @@ home = "{home}"
 permissions = "full"
 """
     )
-    proc = subprocess.Popen(  # noqa: S603 - fixed command line
-        [sys.executable, "-m", "ftpsd.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_banner(port, proc, "ftpsd")
+    with log.open("wb") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen(  # noqa: S603 - fixed command line
+            [sys.executable, "-m", "ftpsd.cli", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    wait_for_banner(port, proc, "ftpsd", log)
     return Target("ftpsd", port, "bench", BENCH_PASSWORD, "", proc)
 
 
