@@ -95,11 +95,13 @@ def _judge_listing(
     return passed(name, f"data connection to {host}:{port} listed the folder over TLS", **facts)
 
 
+MASQUERADE_SETTING = (
+    "the masquerade address (ftps_server masquerade variable, ftpsd server.masquerade_address)"
+)
+
+
 def _masquerade_hint(address: str) -> str:
-    return (
-        "set the masquerade address (ftps_server masquerade variable, ftpsd server.masquerade_address) "
-        f"to the address clients connect to ({address})"
-    )
+    return f"set {MASQUERADE_SETTING} to the address clients connect to ({address})"
 
 
 def _announced_address_failed(
@@ -142,8 +144,7 @@ def _judge_masquerade(probe: Probe, announced: str, port: int, facts: dict[str, 
             "pasv",
             f"the server announces {announced}, not the public address {expected} clients outside "
             "the NAT must reach: the masquerade address is wrong or missing",
-            f"set the masquerade address (ftps_server masquerade variable, ftpsd server.masquerade_address) "
-            f"to {expected}",
+            f"set {MASQUERADE_SETTING} to {expected}",
             **facts,
         )
     route = PassiveRoute("PASV", use_control_address=True)
