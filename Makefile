@@ -11,6 +11,12 @@ export PATH := $(BIN):$(PATH)
 LAB       := tests/lab/lab
 DEMO_HOSTS ?= ftps-1 ftps-2
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# After lint, `make test` runs its suites TEST_JOBS at a time: they mostly wait on SSH and lab hosts, so two
+# side by side take little longer than one. Longest first, so that the short ones fill the gaps at the end.
+TEST_JOBS ?= 2
+SLOWEST_SCENARIOS := default multisite certificates
+SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit \
+	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
 # live tests (curl, lftp), vsftpd for the benchmark reference, and python3-venv for .venv.
 DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git
@@ -22,7 +28,7 @@ help:
 	@echo "make test        lint + unit + live server tests + molecule scenarios ($(SCENARIOS)) + reliability"
 	@echo "make lab-up      boot the lab ($(DEMO_HOSTS)) and write inventories/lab/hosts.yml"
 	@echo "make lab-down    stop every lab host and remove all it used"
-	@echo "make lint | unit | molecule | reliability | lab-status | clean"
+	@echo "make lint | unit | molecule | molecule-SCENARIO | reliability | lab-status | clean"
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -76,13 +82,16 @@ unit: venv
 reliability: venv $(SSLYZE_VENV)/.installed
 	pytest tests/reliability
 
-molecule: venv
-	@for scenario in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; \
-	  molecule test -s $$scenario || exit 1; \
-	done
+molecule: $(addprefix molecule-,$(SCENARIOS))
 
-test: lint unit molecule reliability
+molecule-%: venv
+	@start=$$SECONDS; molecule test -s $* && echo "=== molecule test -s $* passed in $$((SECONDS - start)) s"
+
+# Each suite's output is printed whole when it ends; the first failure stops the suites not yet started.
+test: lint
+	@echo "=== running $(strip $(SUITES)), $(TEST_JOBS) at a time"
+	@start=$$SECONDS; $(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(SUITES) \
+	  && echo "=== make test passed in $$((SECONDS - start)) s after lint"
 
 clean: lab-down
 	rm -rf $(VENV) .wheels reports

@@ -43,11 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def deploy(inventory: Path) -> None:
+    """site.yml with a wheel cache and report folder of this run's own: other suites may deploy from the
+    same checkout at the same time."""
     playbook = Path(sys.executable).with_name("ansible-playbook")
+    wheel_cache = f"ftps_server_wheel_cache={inventory / 'wheels'}"
     log = inventory / "site.log"
     with log.open("w") as out:
         proc = subprocess.run(
-            [str(playbook), "-i", str(inventory), "site.yml"],
+            [str(playbook), "-i", str(inventory), "site.yml", "-e", wheel_cache],
+            env={**os.environ, "FTPS_REPORT_DIR": str(inventory / "reports")},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
