@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_vs_vsftpd import HOST, Target, make_cert, open_sessions, start_ftpsd
+from bench_vs_vsftpd import HOST, Target, open_sessions, start_ftpsd, write_self_signed
 from ftpsd.passwords import DEFAULT_LOG2_N, DEFAULT_P, DEFAULT_R
 
 
@@ -99,7 +99,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ftpsd-login-"))
     target = None
     try:
-        cert, key = make_cert(work)
+        cert, key = write_self_signed(work, "bench", (HOST,))
         target = start_ftpsd(work, cert, key, args.logins + 10)
         asyncio.run(noop_latency(target, args.logins))
     finally:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 import ftplib
 import hashlib
-import ipaddress
 import os
 import signal
 import socket
@@ -18,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from ftpsd.client import FTPS
 from ftpsd.passwords import ScryptHash, hash_password
+from selfsigned import write_self_signed
 
 PASSWORDS = {
     "fbt_admin": "admin-secret",
@@ -32,34 +28,6 @@ PASSWORDS = {
     "newbie": "newbie-secret",  # only added to the config by the reload test
 }
 _HASHES: dict[str, str] = {}
-
-
-def make_cert(directory: Path, name: str = "server") -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ftpsd-test-{name}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 def password_hash(user: str) -> str:
@@ -218,7 +186,7 @@ class ServerProcess:
 
 def new_setup(root: Path, implicit: bool = False, **limits: int) -> ServerSetup:
     root.mkdir(parents=True, exist_ok=True)
-    cert, key = make_cert(root)
+    cert, key = write_self_signed(root, "server")
     setup = ServerSetup(root=root, cert=cert, key=key, limits=dict(limits))
     setup.shared.mkdir()
     setup.explicit_port = free_port()
@@ -263,20 +231,10 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
-class ReusingFTP_TLS(ftplib.FTP_TLS):
-    """ftplib resumes the control connection's TLS session on data connections only if told to."""
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
-
-
 def connect(
     srv: ServerProcess,
     user: str | None = None,
-    cls: type[ftplib.FTP_TLS] = ReusingFTP_TLS,
+    cls: type[ftplib.FTP_TLS] = FTPS,
     source: str | None = None,
     context: ssl.SSLContext | None = None,
 ) -> ftplib.FTP_TLS:

@@ -8,7 +8,6 @@ network namespace behind a real nftables rule. Loaded by the doctor test modules
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import os
@@ -22,46 +21,11 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS, ServerProcess, ServerSetup, free_port, free_port_range
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from ftpsd.doctor import Options, Report, diagnose
+from selfsigned import write_self_signed
 
 DOCTOR = Path(sys.executable).with_name("ftps-doctor")
 NETNS_RANGE = ipaddress.ip_network("198.18.250.0/24")  # reserved for these tests (see the lab's ranges)
-
-
-def make_certificate(
-    directory: Path, addresses: tuple[str, ...] = ("127.0.0.1",), valid_days: int = 365
-) -> tuple[Path, Path]:
-    """A self-signed certificate for ``addresses``; negative ``valid_days`` gives an expired one."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, addresses[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    not_after = now + datetime.timedelta(days=valid_days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(min(now, not_after) - datetime.timedelta(days=30))
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "doctor.crt", directory / "doctor.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass
@@ -93,7 +57,7 @@ def doctor_setup(
     """A config on disk; ``ports`` (explicit, implicit, passive range) default to free loopback ports.
     Bans are practically off unless a test asks for them, so failing logins cannot disturb other tests."""
     root.mkdir(parents=True)
-    cert, key = make_certificate(root, (listen_address,), valid_days)
+    cert, key = write_self_signed(root, "doctor", (listen_address,), valid_days)
     explicit, implicit, passive = ports or (free_port(), free_port(), free_port_range(20))
     setup = DoctorSetup(
         root=root,

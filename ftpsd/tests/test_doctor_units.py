@@ -8,15 +8,12 @@ import socket
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-
-pytest.register_assert_rewrite("doctor_fixtures")
-
-from doctor_fixtures import make_certificate  # noqa: E402
-from ftpsd.doctor import certificate  # noqa: E402
-from ftpsd.doctor.addresses import private_announced_to_public  # noqa: E402
-from ftpsd.doctor.cli import build_parser, options_from  # noqa: E402
-from ftpsd.doctor.control import ControlChannel, ProtocolError  # noqa: E402
-from ftpsd.doctor.report import Report, Status, StepResult  # noqa: E402
+from ftpsd.doctor import certificate
+from ftpsd.doctor.addresses import private_announced_to_public
+from ftpsd.doctor.cli import build_parser, options_from
+from ftpsd.doctor.control import ControlChannel, ProtocolError
+from ftpsd.doctor.report import Report, Status, StepResult
+from selfsigned import write_self_signed
 
 
 @pytest.mark.parametrize(
@@ -54,7 +51,7 @@ def test_name_matches(host, san, matches):
 
 
 def test_every_certificate_problem_is_listed_at_once(tmp_path):
-    cert_path, _ = make_certificate(tmp_path, ("10.1.1.1",), valid_days=-2)
+    cert_path, _ = write_self_signed(tmp_path, "expired", ("10.1.1.1",), valid_days=-2)
     der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(Encoding.DER)
     info = certificate.read_certificate(der)
     now = datetime.datetime.now(datetime.UTC)

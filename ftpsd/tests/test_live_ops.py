@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, ServerProcess, client_context, connect, make_cert
+from conftest import PASSWORDS, ServerProcess, client_context, connect
 from ftpsd.passwords import verify_password
+from selfsigned import write_self_signed
 
 pytestmark = pytest.mark.live
 
@@ -90,7 +91,7 @@ def test_reload_swaps_certificate_and_users_but_not_running_transfers(
     download = old.transfercmd("RETR big.bin")
     received = bytearray(download.recv(65536))
 
-    setup.cert, setup.key = make_cert(setup.root, "renewed")
+    setup.cert, setup.key = write_self_signed(setup.root, "renewed")
     setup.extra_users.append(("newbie", "read_only", str(setup.shared)))
     setup.write()
     srv.signal(signal.SIGHUP)
@@ -188,7 +189,7 @@ def test_check_config(server: ServerProcess, tmp_path: Path) -> None:
     assert plain.returncode == 1
     assert "users[0].password_hash" in plain.stderr and "ftpsd hash-password" in plain.stderr
 
-    other_cert, _ = make_cert(tmp_path, "other")
+    other_cert, _ = write_self_signed(tmp_path, "other")
     copy.write_text(text.replace(str(server.setup.cert), str(other_cert)))
     mismatch = ftpsd("check-config", str(copy))
     assert mismatch.returncode == 1

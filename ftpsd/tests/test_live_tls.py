@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, ReusingFTP_TLS, ServerProcess, client_context, connect
+from conftest import PASSWORDS, ServerProcess, client_context, connect
+from ftpsd.client import ImplicitFTPS
 
 pytestmark = pytest.mark.live
 
@@ -132,23 +133,8 @@ def test_tls11_client_refused(server: ServerProcess) -> None:
     ftp.close()
 
 
-class ImplicitFTP_TLS(ReusingFTP_TLS):
-    """ftplib has no implicit mode: wrap the control socket before reading the banner."""
-
-    def connect(
-        self, host: str = "", port: int = 0, timeout: float = -999, source_address: object = None
-    ) -> str:
-        self.host, self.port = host, port
-        self.sock = socket.create_connection((host, port), self.timeout)
-        self.af = self.sock.family
-        self.sock = self.context.wrap_socket(self.sock, server_hostname=host)
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
-
-
 def test_implicit_ftps_with_ftplib(server: ServerProcess) -> None:
-    ftp = ImplicitFTP_TLS(context=client_context(), timeout=20)
+    ftp = ImplicitFTPS(context=client_context(), timeout=20)
     assert ftp.connect("127.0.0.1", server.setup.implicit_port).startswith("220 Secure file server ready.")
     ftp.login("fbt_admin", PASSWORDS["fbt_admin"])
     ftp.prot_p()

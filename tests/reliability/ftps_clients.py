@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
 import io
-import socket
-import ssl
 
+from ftpsd.client import FTPS, ImplicitFTPS
 from labhost import Deployment
 
 TIMEOUT = 60
-
-
-class FTPS(ftplib.FTP_TLS):
-    """Explicit FTPS whose data connections resume the control connection's TLS session."""
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        plain, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if not self._prot_p:
-            return plain, size
-        session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
-        return self.context.wrap_socket(plain, server_hostname=self.host, session=session), size
-
-
-class ImplicitFTPS(FTPS):
-    """Implicit FTPS: TLS from the first byte, then the usual FTP dialogue."""
-
-    def connect(
-        self, host: str = "", port: int = 0, timeout: float = -999, source_address: object = None
-    ) -> str:
-        self.host, self.port = host, port
-        if timeout != -999:
-            self.timeout = timeout
-        raw = socket.create_connection((host, port), self.timeout, source_address=source_address)
-        self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
 
 
 def login(deployment: Deployment, user: str, *, implicit: bool = False, timeout: float = TIMEOUT) -> FTPS:

@@ -4,26 +4,18 @@ during that download already gets the new certificate."""
 
 import ftplib
 import hashlib
-import socket
 import ssl
 import threading
 
 import pytest
 from conftest import PROJECT, address, lab_host, run_playbook
 from cryptography import x509
+from ftpsd.client import FTPS
 
 ROTATE = PROJECT / "playbooks" / "rotate-certificates.yml"
 BIG_FILE = "/srv/ftps/shared/rotation-test.bin"
 BIG_FILE_MIB = 200
 PAUSE_AFTER = 16 * 1024 * 1024
-
-
-class SessionReusingFTPS(ftplib.FTP_TLS):
-    """ftpsd requires data connections to resume the control connection's TLS session; ftplib does not."""
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        return self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session), size
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +29,13 @@ def server():
     host.run(f"rm -f {BIG_FILE}")
 
 
-def login(host) -> SessionReusingFTPS:
+def login(host) -> FTPS:
     """Explicit FTPS (AUTH TLS, PBSZ 0, PROT P); only looks at the certificate, trust is tested elsewhere."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     user = host.ansible.get_variables()["ftps_server_users"][0]
-    ftp = SessionReusingFTPS(context=context, timeout=60)
+    ftp = FTPS(context=context, timeout=60)
     ftp.connect(address(host), 21)
     ftp.login(user["name"], user["password"])
     ftp.prot_p()

@@ -6,7 +6,6 @@ roles wrote: the tests compare what was asked for with what the host does.
 
 from __future__ import annotations
 
-import ftplib
 import json
 import socket
 import ssl
@@ -14,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from ftpsd.client import FTPS
 
 CONNECT_TIMEOUT = 3
 
@@ -106,36 +106,9 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
-class ReusingFTP_TLS(ftplib.FTP_TLS):
-    """Explicit FTPS client whose data connections resume the control connection's TLS session.
-
-    Stock ftplib does not, and ftpsd (like vsftpd with require_ssl_reuse) refuses such data connections.
-    """
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
-
-
-class ImplicitFTP_TLS(ReusingFTP_TLS):
-    """Implicit FTPS: TLS from the first byte, data protection already on."""
-
-    def connect(self, host: str = "", port: int = 0, timeout: float = -999, source_address=None) -> str:
-        self.host, self.port = host, port
-        raw = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT * 5)
-        self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        self._prot_p = True
-        return self.welcome
-
-
-def login(dep: Deployment, user: User, password: str | None = None) -> ReusingFTP_TLS:
+def login(dep: Deployment, user: User, password: str | None = None) -> FTPS:
     """Explicit FTPS session: AUTH TLS, USER/PASS, PBSZ 0, PROT P."""
-    ftp = ReusingFTP_TLS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
+    ftp = FTPS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
     ftp.connect(dep.address, dep.explicit_port)
     ftp.login(user.name, user.password if password is None else password)
     ftp.prot_p()

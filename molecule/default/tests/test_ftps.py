@@ -14,7 +14,8 @@ import ssl
 import uuid
 
 import pytest
-from conftest import CONNECT_TIMEOUT, ImplicitFTP_TLS, client_context, login
+from conftest import CONNECT_TIMEOUT, client_context, login
+from ftpsd.client import ImplicitFTPS
 
 
 def payload(size: int = 300 * 1024) -> bytes:
@@ -142,7 +143,7 @@ def test_implicit_ftps_when_enabled(host, deployment):
     if not deployment.implicit_port:
         assert not host.socket("tcp://0.0.0.0:990").is_listening
         return
-    ftp = ImplicitFTP_TLS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
+    ftp = ImplicitFTPS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
     ftp.connect(deployment.address, deployment.implicit_port)
     assert isinstance(ftp.sock, ssl.SSLSocket)
     ftp.login(deployment.user("full").name, deployment.user("full").password)
