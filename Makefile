@@ -15,6 +15,10 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 # side by side take little longer than one. Longest first, so that the short ones fill the gaps at the end.
 TEST_JOBS ?= 2
 SLOWEST_SCENARIOS := default multisite certificates
+# A suite still running after SUITE_TIMEOUT is stopped (with all it started) and fails, so that a hang
+# shows up with its output instead of silencing the whole run.
+SUITE_TIMEOUT ?= 30m
+WITHIN_LIMIT := timeout --kill-after=60 $(SUITE_TIMEOUT)
 SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit \
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
@@ -76,16 +80,16 @@ lint: venv
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	pytest ftpsd/tests tests --ignore=tests/reliability
+	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability
 
 # Hostile input, faults, load and a TLS scan against a server that site.yml deploys on lab hosts.
 reliability: venv $(SSLYZE_VENV)/.installed
-	pytest tests/reliability
+	$(WITHIN_LIMIT) pytest tests/reliability
 
 molecule: $(addprefix molecule-,$(SCENARIOS))
 
 molecule-%: venv
-	@start=$$SECONDS; molecule test -s $* && echo "=== molecule test -s $* passed in $$((SECONDS - start)) s"
+	@start=$$SECONDS; $(WITHIN_LIMIT) molecule test -s $* && echo "=== molecule test -s $* passed in $$((SECONDS - start)) s"
 
 # Each suite's output is printed whole when it ends; the first failure stops the suites not yet started.
 test: lint
