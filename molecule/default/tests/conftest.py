@@ -6,6 +6,7 @@ roles wrote: the tests compare what was asked for with what the host does.
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import ssl
@@ -36,6 +37,7 @@ class Deployment:
     passive: tuple[int, int]
     masquerade: str
     data_root: str
+    firewall_backend: str
     users: dict[str, User]
 
     def user(self, permissions: str, home_suffix: str = "/shared") -> User:
@@ -56,6 +58,8 @@ _INVENTORY_FIELDS = {
     "passive": "[ftps_server_passive_port_start | default(50000),"
     " ftps_server_passive_port_end | default(60000)]",
     "masquerade": "ftps_server_masquerade_address | default('')",
+    # Lab hosts are Debian, where the role's "auto" means nftables.
+    "firewall_backend": "firewall_backend | default('auto') | replace('auto', 'nftables')",
     "address": "ansible_host",
     "key": "ansible_ssh_private_key_file | default(ansible_private_key_file)",
     "user": "ansible_user",
@@ -94,6 +98,7 @@ def deployment(host) -> Deployment:
         passive=(int(data["passive"][0]), int(data["passive"][1])),
         masquerade=data["masquerade"],
         data_root=data["data_root"],
+        firewall_backend=data["firewall_backend"],
         users=users,
     )
 
@@ -116,13 +121,18 @@ def login(dep: Deployment, user: User, password: str | None = None) -> FTPS:
 
 
 def reachable(address: str, port: int) -> bool:
-    """True if the host answered (accepted, or refused with a reset); False if the packet was dropped."""
+    """True if the host's TCP stack answered (accepted, or refused with a reset); False if a firewall
+    dropped the packet (the nftables role) or rejected it with an ICMP error (firewalld's zones)."""
     try:
         socket.create_connection((address, port), timeout=CONNECT_TIMEOUT).close()
     except ConnectionRefusedError:
         return True
     except TimeoutError:
         return False
+    except OSError as err:
+        if err.errno == errno.EHOSTUNREACH:  # ICMP "administratively prohibited"
+            return False
+        raise
     return True
 
 

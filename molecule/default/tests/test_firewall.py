@@ -52,7 +52,9 @@ def test_other_listening_port_not_reachable(host, deployment, listener):
     assert not reachable(deployment.address, listener)
 
 
-def test_firewall_owns_only_its_table(host):
+def test_firewall_owns_only_its_table(host, deployment):
+    if deployment.firewall_backend != "nftables":
+        pytest.skip(f"this host's firewall is {deployment.firewall_backend}")
     tables = host.check_output("nft list tables").splitlines()
     assert "table inet ftps_firewall" in tables
     assert "table inet lab_foreign" in tables  # loaded by prepare.yml; never flushed by the role
@@ -60,3 +62,22 @@ def test_firewall_owns_only_its_table(host):
     assert "policy drop;" in chain
     assert 'include "/etc/nftables.d/ftps_firewall.nft"' in host.file("/etc/nftables.conf").content_string
     assert host.service("nftables").is_enabled
+
+
+def test_firewalld_service_holds_exactly_the_fed_ports(host, deployment):
+    if deployment.firewall_backend != "firewalld":
+        pytest.skip(f"this host's firewall is {deployment.firewall_backend}")
+    assert host.service("firewalld").is_running
+    assert host.service("firewalld").is_enabled
+    zone = host.check_output("firewall-cmd --get-default-zone")
+    host.run_expect([0], f"firewall-cmd --zone={zone} --query-service=ftps")
+    host.run_expect([0], f"firewall-cmd --permanent --zone={zone} --query-service=ftps")
+    fed = {"22/tcp", f"{deployment.explicit_port}/tcp", "{}-{}/tcp".format(*deployment.passive)}
+    if deployment.implicit_port:
+        fed.add(f"{deployment.implicit_port}/tcp")
+    assert set(host.check_output("firewall-cmd --permanent --service=ftps --get-ports").split()) == fed
+    # firewalld keeps to its own nftables table: the nftables backend's table is not there, others stay.
+    tables = host.check_output("nft list tables").splitlines()
+    assert "table inet firewalld" in tables
+    assert "table inet lab_foreign" in tables
+    assert "table inet ftps_firewall" not in tables
