@@ -1,7 +1,8 @@
-"""A password or permission change, deployed by site.yml, takes effect by a reload: sessions continue.
+"""site.yml on a running server: a password or permission change takes effect by a reload (sessions
+continue); check mode with --diff shows a change and makes none.
 
-Runs site.yml twice against one host (the change, then the inventory's own state again), so it costs about
-a minute; one host shows it.
+Runs site.yml twice against one host (the change, then the inventory's own state again), and once more in
+check mode with --diff, so it costs about a minute and a half; one host shows it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,23 @@ INVENTORY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "inventor
 HOST = "ftps-a"
 RELOAD = "RUNNING HANDLER [ftps_server : Reload ftpsd]"
 RESTART = "RUNNING HANDLER [ftps_server : Restart ftpsd]"
+# What a passive range change would rewrite: the server's config, the firewall table, the local facts.
+CHECK_MODE_WATCHED = (
+    "/etc/ftpsd/ftpsd.toml",
+    "/etc/nftables.d/ftps_firewall.nft",
+    "/etc/ansible/facts.d/ftpsd.fact",
+)
 
 
-def site(extra_vars: Path | None = None) -> str:
+def site(extra_vars: Path | None = None, *options: str) -> str:
     """Run site.yml against HOST (Molecule's inventory and vault settings); return its output."""
-    command = ["ansible-playbook", "-i", str(INVENTORY), "site.yml", "--limit", HOST]
+    command = ["ansible-playbook", "-i", str(INVENTORY), "site.yml", "--limit", HOST, *options]
     if extra_vars:
         command += ["-e", f"@{extra_vars}"]
-    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False)
+    plain = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}  # Molecule forces colour on
+    result = subprocess.run(
+        command, cwd=PROJECT, env=plain, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -87,3 +97,29 @@ def test_password_and_permission_changes_reload_without_dropping_sessions(host, 
     assert RELOAD in restored
     assert RESTART not in restored
     login(deployment, audit).close()
+
+
+def test_check_mode_with_diff_shows_a_change_makes_none_and_prints_no_secret(host, deployment, tmp_path):
+    """--check --diff with a narrower passive range: the firewall's diff shows it, the host keeps its
+    files, rules and process, and neither a password nor a hash reaches the output."""
+    if host.backend.get_hostname() != HOST:
+        pytest.skip(f"shown on {HOST}")
+    first, last = deployment.passive
+    narrower = f"{first}-{first + 99}"
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps({"ftps_server_passive_port_end": first + 99}))
+    before = {path: host.file(path).sha256sum for path in CHECK_MODE_WATCHED}
+    pid = main_pid(host)
+
+    output = site(changes, "--check", "--diff")
+
+    lines = output.splitlines()
+    assert any(line.startswith("-") and f"{first}-{last}" in line for line in lines), output
+    assert any(line.startswith("+") and narrower in line for line in lines), output
+    assert {path: host.file(path).sha256sum for path in CHECK_MODE_WATCHED} == before
+    assert f"{first}-{last}" in host.check_output("nft list chain inet ftps_firewall input")
+    assert main_pid(host) == pid
+    assert "$scrypt$" not in output
+    for user in deployment.users.values():
+        if user.password:
+            assert user.password not in output
