@@ -79,6 +79,7 @@ def test_up_is_idempotent_recovers_from_a_killed_run_and_down_leaves_nothing(cle
         time.sleep(0.1)
     lab("up", "2")
     assert [h["pid"] for h in state()["hosts"]] != first
+    assert state()["index"] == index  # same addresses: inventories written before stay valid
     assert lab("ssh", f"{NAME}-1", "systemctl is-active ssh").stdout.strip() == "active"
 
     assert all(leftovers(index).values())
