@@ -1,4 +1,4 @@
-"""FTPS clients for the suite: ftplib with TLS session reuse (ftpsd requires it), explicit and implicit."""
+"""Sessions for the suite, logged in with ftpsd.client (explicit or implicit FTPS), and transfer helpers."""
 
 from __future__ import annotations
 
