@@ -22,8 +22,10 @@ WITHIN_LIMIT := timeout --kill-after=60 $(SUITE_TIMEOUT)
 SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit \
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
-# live tests (curl, lftp), vsftpd for the benchmark reference, and python3-venv for .venv.
-DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git
+# live tests (curl, lftp), vsftpd for the benchmark reference, python3-venv for .venv, shellcheck for lint.
+DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck
+# Every shell script lint checks: the CI entry point, the lab tool's launcher and any *.sh in the repository.
+SHELL_SCRIPTS = .ci/run tests/lab/lab $(shell git ls-files '*.sh')
 
 .PHONY: help deps venv lab-up lab-down lab-status demo lint unit molecule reliability test clean
 
@@ -77,6 +79,7 @@ lint: venv
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	shellcheck $(SHELL_SCRIPTS)
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Boot real Debian 12 hosts on this machine for tests: systemd as PID 1, sshd, nftables, Python 3.
 
 Docker, podman and systemd-nspawn do not run on these machines (mixed cgroup v1/v2), so each lab host is
@@ -19,7 +18,9 @@ Usage:
 
 Several labs can run side by side (one per Molecule scenario, one for the demo); each has its own bridge
 and /24. LAB_PREFIX, when set, is put before every lab name, and `down --all` then stops only those labs:
-checkouts that test side by side on one machine keep out of each other's way. Stdlib only: it runs before any virtual environment exists.
+checkouts that test side by side on one machine keep out of each other's way. Stdlib only: it runs before
+any virtual environment exists. `tests/lab/lab` is the command; this module is its code, and boot.sh the
+script each host boots with.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,34 +63,10 @@ REQUIRED_TOOLS = ("ip", "unshare", "nsenter", "mount", "umount", "ssh", "ssh-key
 BOOT_TIMEOUT = float(os.environ.get("LAB_BOOT_TIMEOUT", "90"))
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
-# Runs as PID 1 of the new namespaces, then becomes systemd. A private /dev with only harmless nodes keeps
-# the host's disks out of reach; /dev/console is the host's boot log so early failures are visible.
-BOOT_SCRIPT = r"""#!/bin/sh
-set -eu
-root=$1 console=$2
-mount --make-rprivate /
-mount -t proc proc "$root/proc"
-mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
-mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$root/sys/fs/cgroup"
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
-mount -t tmpfs -o mode=755,nosuid tmpfs "$root/dev"
-for node in null zero full random urandom tty; do
-    touch "$root/dev/$node"
-    mount --bind "/dev/$node" "$root/dev/$node"
-done
-mkdir -p "$root/dev/pts" "$root/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
-ln -s pts/ptmx "$root/dev/ptmx"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
-touch "$root/dev/console"
-mount --bind "$console" "$root/dev/console"
-cd "$root"
-pivot_root . .oldroot
-umount -l /.oldroot
-export container=ftpslab
-exec /lib/systemd/systemd --system </dev/console >/dev/console 2>&1
-"""
+# boot.sh runs as PID 1 of the new namespaces, then becomes systemd. A private /dev with only harmless nodes
+# keeps the host's disks out of reach; /dev/console is the host's boot log so early failures are visible.
+# The script is part of the root filesystem's digest: a changed script builds a new one.
+BOOT_SCRIPT = Path(__file__).with_name("boot.sh").read_text()
 
 # Units that make no sense inside a namespace host, or that would reach for the internet.
 MASKED_UNITS = (
@@ -363,10 +340,10 @@ def forget_machine_state_if_unused() -> None:
             folder.rmdir()
 
 
-def retry(action: str, func: object, attempts: int = 20) -> None:
+def retry(action: str, func: Callable[[], subprocess.CompletedProcess[str]], attempts: int = 20) -> None:
     """Kernel objects linger for a moment after their last process exits ("Device or resource busy")."""
     for attempt in range(attempts):
-        proc = func()  # type: ignore[operator]
+        proc = func()
         if proc.returncode == 0:
             return
         if attempt == attempts - 1:

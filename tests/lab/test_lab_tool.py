@@ -13,6 +13,8 @@ import pytest
 
 LAB = Path(__file__).with_name("lab")
 NAME = "t-labtool"
+# The lab tool puts LAB_PREFIX before the lab name: hosts, state and cgroups carry the full name.
+LAB_NAME = os.environ.get("LAB_PREFIX", "") + NAME
 
 
 def lab(*args: str, check: bool = True, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -32,20 +34,22 @@ def leftovers(index: int) -> dict[str, list[str]]:
         return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
 
     own_links = (f"ftpslab{index}:", f"fl{index}h")
-    cgroup = Path(f"/sys/fs/cgroup/unified/ftpslab/{NAME}")
+    cgroup = Path(f"/sys/fs/cgroup/unified/ftpslab/{LAB_NAME}")
     return {
-        "netns": [n for n in lines("ip", "netns", "list") if NAME in n],
+        "netns": [n for n in lines("ip", "netns", "list") if LAB_NAME in n],
         "links": [line for line in lines("ip", "-o", "link") if any(f" {o}" in line for o in own_links)],
-        "mounts": [m for m in Path("/proc/self/mounts").read_text().splitlines() if NAME in m],
+        "mounts": [m for m in Path("/proc/self/mounts").read_text().splitlines() if LAB_NAME in m],
         "cgroups": [str(p) for p in cgroup.rglob("*")] if cgroup.exists() else [],
         "state": [
-            str(p) for p in (Path(f"/run/ftpslab/{NAME}"), Path(f"/var/lib/ftpslab/{NAME}")) if p.exists()
+            str(p)
+            for p in (Path(f"/run/ftpslab/{LAB_NAME}"), Path(f"/var/lib/ftpslab/{LAB_NAME}"))
+            if p.exists()
         ],
     }
 
 
 def state() -> dict:
-    return json.loads(Path(f"/run/ftpslab/{NAME}/state.json").read_text())
+    return json.loads(Path(f"/run/ftpslab/{LAB_NAME}/state.json").read_text())
 
 
 @pytest.fixture
@@ -60,12 +64,12 @@ def test_up_is_idempotent_recovers_from_a_killed_run_and_down_leaves_nothing(cle
     lab("up", "2", "--inventory", str(inventory))
     index = state()["index"]
     first = [h["pid"] for h in state()["hosts"]]
-    assert lab("ssh", f"{NAME}-2", "cat /proc/1/comm").stdout.strip() == "systemd"
-    assert lab("ssh", f"{NAME}-1", "hostname").stdout.strip() == f"{NAME}-1"
+    assert lab("ssh", f"{LAB_NAME}-2", "cat /proc/1/comm").stdout.strip() == "systemd"
+    assert lab("ssh", f"{LAB_NAME}-1", "hostname").stdout.strip() == f"{LAB_NAME}-1"
 
     written = json.loads(inventory.read_text().split("\n", 1)[1])
     hosts = written["all"]["children"]["ftps_servers"]["hosts"]
-    assert sorted(hosts) == [f"{NAME}-1", f"{NAME}-2"]
+    assert sorted(hosts) == [f"{LAB_NAME}-1", f"{LAB_NAME}-2"]
     assert all(h["ansible_host"].startswith("198.18.") for h in hosts.values())
 
     assert "already up" in lab("up", "2").stderr
@@ -80,7 +84,7 @@ def test_up_is_idempotent_recovers_from_a_killed_run_and_down_leaves_nothing(cle
     lab("up", "2")
     assert [h["pid"] for h in state()["hosts"]] != first
     assert state()["index"] == index  # same addresses: inventories written before stay valid
-    assert lab("ssh", f"{NAME}-1", "systemctl is-active ssh").stdout.strip() == "active"
+    assert lab("ssh", f"{LAB_NAME}-1", "systemctl is-active ssh").stdout.strip() == "active"
 
     assert all(leftovers(index).values())
     lab("down")
@@ -119,7 +123,7 @@ def test_refuses_to_run_without_root():
 
 def test_reboot_keeps_the_disk_and_empties_run(clean_machine):
     lab("up", "1")
-    host = f"{NAME}-1"
+    host = f"{LAB_NAME}-1"
     before = state()["hosts"][0]["pid"]
     lab(
         "ssh",
