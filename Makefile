@@ -27,13 +27,14 @@ DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd py
 # Every shell script lint checks: the CI entry point, the lab tool's launcher and any *.sh in the repository.
 SHELL_SCRIPTS = .ci/run tests/lab/lab $(shell git ls-files '*.sh')
 
-.PHONY: help deps venv lab-up lab-down lab-status demo lint unit molecule reliability test clean
+.PHONY: help deps venv lab-up lab-down lab-status demo lint docs unit molecule reliability test clean
 
 help:
 	@echo "make demo        deploy the FTPS server onto a local lab of real hosts and show it working"
 	@echo "make test        lint + unit + live server tests + molecule scenarios ($(SCENARIOS)) + reliability"
 	@echo "make lab-up      boot the lab ($(DEMO_HOSTS)) and write inventories/lab/hosts.yml"
 	@echo "make lab-down    stop every lab host and remove all it used"
+	@echo "make docs        regenerate the role READMEs' variable tables from meta/argument_specs.yml"
 	@echo "make lint | unit | molecule | molecule-SCENARIO | reliability | lab-status | clean"
 
 deps:
@@ -80,6 +81,10 @@ lint: venv
 	ruff check .
 	ruff format --check .
 	shellcheck $(SHELL_SCRIPTS)
+
+# The role READMEs' variable tables, from each role's meta/argument_specs.yml (tests/ansible fails on drift).
+docs: venv
+	python tools/role_docs.py
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv

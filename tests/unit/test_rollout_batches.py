@@ -42,9 +42,28 @@ def test_limit_to_one_site_plans_only_that_site():
     assert batches(["sh-1", "sh-2"], HOSTVARS, canary=1) == [1, 1]
 
 
-def test_every_host_is_in_exactly_one_batch():
+def hosts_by_batch(hosts: list[str], sizes: list[int]) -> list[list[str]]:
+    """What Ansible's `serial` makes of the sizes: consecutive slices of the play's hosts, in order."""
+    slices, start = [], 0
+    for size in sizes:
+        slices.append(hosts[start : start + size])
+        start += size
+    return slices
+
+
+def test_every_host_is_in_exactly_one_batch_canary_first_per_site():
     hosts = list(HOSTVARS)
-    assert sum(batches(hosts, HOSTVARS, canary=2, batch_size="34%")) == len(hosts)
+    sizes = batches(hosts, HOSTVARS, canary=2, batch_size="34%")
+    assert sum(sizes) == len(hosts)
+    assert hosts_by_batch(hosts, sizes) == [
+        ["bj-1", "bj-2"],  # beijing's canaries alone
+        ["bj-3"],  # 34% of beijing's remaining two hosts, at least one
+        ["bj-4"],
+        ["sh-1", "sh-2"],  # shanghai: both are canaries, nothing remains
+        ["lone"],  # the hosts without a site, last as in the play
+    ]
+    for batch in hosts_by_batch(hosts, sizes):
+        assert len({HOSTVARS[h].get("ftps_site") for h in batch}) == 1, f"{batch} spans two sites"
 
 
 @pytest.mark.parametrize(
