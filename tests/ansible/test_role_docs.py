@@ -144,3 +144,29 @@ def test_a_readme_without_markers_is_refused(tmp_path):
     (role / "README.md").write_text("# r\n\n| Variable | Default |\n")
     with pytest.raises(SystemExit, match="no <!-- BEGIN argument_specs -->"):
         role_docs.expected_readme(role)
+
+
+def _entry_points_used() -> set[tuple[str, str]]:
+    """(role, entry point) of every import_role / include_role with tasks_from in the playbooks."""
+    used = set()
+    for path in [
+        REPO / "site.yml",
+        *(REPO / "playbooks").glob("*.yml"),
+        *(REPO / "molecule").glob("*/*.yml"),
+    ]:
+        text = path.read_text()
+        for role, tasks_from in re.findall(r"name: (\w+)\n\s+tasks_from: ([\w.]+)", text):
+            used.add((role, Path(tasks_from).stem))
+    return used
+
+
+def test_every_entry_point_a_playbook_uses_is_declared():
+    used = _entry_points_used()
+    assert {("ftps_server", "validate"), ("ftps_server", "account"), ("firewall", "validate")} <= used
+    for role, entry_point in used:
+        spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        assert entry_point in spec, f"{role}: entry point {entry_point} is used but not declared"
+        assert spec[entry_point].get("short_description"), f"{role}/{entry_point} has no short_description"
+        assert (ROLES / role / "tasks" / f"{entry_point}.yml").is_file()
+        if entry_point == "validate":  # it checks everything the main entry point takes
+            assert spec["validate"]["options"] == spec["main"]["options"]
