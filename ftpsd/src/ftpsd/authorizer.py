@@ -1,7 +1,7 @@
 """Virtual users from the config, checked with scrypt, with pyftpdlib's authorizer interface.
 
 pyftpdlib's DummyAuthorizer compares plain passwords with ``!=``; we store only scrypt hashes and
-verify them off the event loop (see handlers.FtpsControlHandler.ftp_PASS), so this class exposes a
+verify them off the event loop (see login.PasswordLogin.ftp_PASS), so this class exposes a
 lookup for the hash plus the permission queries pyftpdlib's handler calls.
 """
 
