@@ -22,9 +22,6 @@ class ConfigAuthorizer:
     def lookup(self, username: str) -> User | None:
         return self._users.get(username)
 
-    def has_user(self, username: str) -> bool:
-        return username in self._users
-
     def get_home_dir(self, username: str) -> str:
         return os.path.realpath(self._users[username].home)
 
