@@ -84,9 +84,12 @@ def test_data_connection_without_session_reuse_refused(server: ServerProcess) ->
 
 
 def test_data_connection_resuming_another_clients_session_refused(server: ServerProcess) -> None:
+    marker = server.setup.shared / "session-binding-marker.txt"
+    marker.write_bytes(b"x")
     shared_ctx = client_context()  # Python only resumes sessions within one client SSLContext
     victim = connect(server, "fbt_admin", context=shared_ctx)
-    victim.nlst()  # makes sure the victim's session (TLS 1.3 ticket) has arrived
+    listing = victim.nlst()  # also makes sure the victim's session (TLS 1.3 ticket) has arrived
+    assert marker.name in listing
     attacker = connect(server, "fbt_admin", context=shared_ctx)
     attacker.sendcmd("TYPE A")
     host, port = ftplib.parse227(attacker.sendcmd("PASV"))
@@ -99,10 +102,11 @@ def test_data_connection_resuming_another_clients_session_refused(server: Server
     if reply.startswith(("125", "150")):  # 125 when the data connection was accepted first
         reply = attacker.getmultiline()
     assert reply.startswith("522"), reply
-    # The victim's own data connections still work.
-    assert isinstance(victim.nlst(), list)
+    # The victim's own data connections still work and list the same names (the marker among them).
+    assert sorted(victim.nlst()) == sorted(listing)
     victim.close()
     attacker.close()
+    marker.unlink()
 
 
 def test_own_session_is_resumed(server: ServerProcess) -> None:

@@ -1,7 +1,7 @@
 """Virtual users from the config, checked with scrypt, with pyftpdlib's authorizer interface.
 
 pyftpdlib's DummyAuthorizer compares plain passwords with ``!=``; we store only scrypt hashes and
-verify them off the event loop (see handlers.FtpsControlHandler.ftp_PASS), so this class exposes a
+verify them off the event loop (see login.PasswordLogin.ftp_PASS), so this class exposes a
 lookup for the hash plus the permission queries pyftpdlib's handler calls.
 """
 
@@ -21,9 +21,6 @@ class ConfigAuthorizer:
 
     def lookup(self, username: str) -> User | None:
         return self._users.get(username)
-
-    def has_user(self, username: str) -> bool:
-        return username in self._users
 
     def get_home_dir(self, username: str) -> str:
         return os.path.realpath(self._users[username].home)

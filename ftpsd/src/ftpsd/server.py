@@ -25,7 +25,7 @@ from ftpsd import systemd
 from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
 from ftpsd.config import Config, ConfigError, load_config
-from ftpsd.handlers import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
+from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
 from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.tls import TlsMaterial, load_material
 from ftpsd.transferlog import TransferLog

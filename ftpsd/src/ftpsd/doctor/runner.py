@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from ftpsd.doctor.options import Options
 from ftpsd.doctor.probe import Probe
 from ftpsd.doctor.report import Report, StepResult, failed, skipped
-from ftpsd.doctor.roundtrip import check_roundtrip
-from ftpsd.doctor.steps_data import check_epsv, check_pasv, check_session_reuse
-from ftpsd.doctor.steps_session import (
+from ftpsd.doctor.steps.data import check_epsv, check_pasv, check_session_reuse
+from ftpsd.doctor.steps.roundtrip import check_roundtrip
+from ftpsd.doctor.steps.session import (
     check_certificate,
     check_connect,
     check_login,

@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from ftpsd.doctor.datachannel import PassiveRefused, Transfer, run_transfer
+from ftpsd.doctor.datachannel import PassiveRefused, Transfer, run_transfer, transfer_problem
 from ftpsd.doctor.probe import Probe
 from ftpsd.doctor.report import StepResult, failed, passed
-from ftpsd.doctor.steps_data import transfer_problem
 
 PROBE_SIZE = 64 * 1024
 RIGHTS_HINT = "--roundtrip needs a user allowed to upload, list, download and delete (the full-rights user)"

@@ -7,18 +7,17 @@ wrong or missing masquerade address breaks PASV only, a closed passive range in 
 from __future__ import annotations
 
 from ftpsd.doctor.addresses import private_announced_to_public
-from ftpsd.doctor.datachannel import PassiveRefused, Transfer, request_passive, run_transfer
-from ftpsd.doctor.network import ConnectFailed, Failure
+from ftpsd.doctor.datachannel import (
+    LOG_HINT,
+    SESSION_REUSE_REFUSED,
+    PassiveRefused,
+    Transfer,
+    request_passive,
+    run_transfer,
+    transfer_problem,
+)
 from ftpsd.doctor.probe import PassiveRoute, Probe
 from ftpsd.doctor.report import StepResult, failed, passed, skipped, warned
-
-FIREWALL_HINT = (
-    "open the server's passive port range (ftps_server passive ports, e.g. 50000-60000; port {port} is "
-    "one of them) in the host firewall (firewall role) and in every network firewall or security "
-    "group between client and server"
-)
-SESSION_REUSE_REFUSED = 522
-LOG_HINT = "check the server log (journalctl -u ftpsd)"
 
 
 def _listing(probe: Probe, target: tuple[str, int], reuse_session: bool = True) -> Transfer:
@@ -30,48 +29,6 @@ def _listing(probe: Probe, target: tuple[str, int], reuse_session: bool = True) 
         timeout=probe.options.timeout,
         reuse_session=reuse_session,
     )
-
-
-def _connect_problem(error: ConnectFailed) -> tuple[str, str]:
-    where = f"{error.host}:{error.port}"
-    if error.kind is Failure.TIMEOUT:
-        return (
-            f"the data connection to {where} timed out: the passive port range is not open in a "
-            "firewall between you and the server (packets to it are dropped)",
-            FIREWALL_HINT.format(port=error.port),
-        )
-    if error.kind is Failure.REFUSED:
-        return (
-            f"the data connection to {where} was refused: nothing listens there (a NAT device "
-            "forwarding other ports, or a wrong announced address), or a firewall rejects the "
-            "passive port range",
-            FIREWALL_HINT.format(port=error.port),
-        )
-    return (f"no data connection to {where}: {error.detail}", "check the routes to the server")
-
-
-def transfer_problem(transfer: Transfer) -> tuple[str, str] | None:
-    """Diagnosis and hint for a transfer that did not complete, or None if it did."""
-    if transfer.connect_error is not None:
-        return _connect_problem(transfer.connect_error)
-    final = transfer.final
-    server_said = f" (server: «{final}»)" if final else ""
-    if transfer.tls_error and final is not None and final.code == SESSION_REUSE_REFUSED:
-        return (
-            f"the server refused the data connection's TLS session: «{final}»",
-            "the server requires data connections to resume the control connection's TLS session "
-            "(tls.require_session_reuse); use a client that does (FileZilla, lftp and curl do)",
-        )
-    if transfer.tls_error:
-        return (f"TLS handshake on the data connection failed: {transfer.tls_error}{server_said}", LOG_HINT)
-    if transfer.io_error:
-        return (
-            f"the data transfer broke: {transfer.io_error}{server_said}",
-            f"{LOG_HINT}; a firewall or NAT cutting long transfers also looks like this",
-        )
-    if final is not None and final.code != 226:
-        return (f"the server did not complete the transfer: «{final}»", LOG_HINT)
-    return None
 
 
 def _judge_listing(

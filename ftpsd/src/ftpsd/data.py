@@ -1,0 +1,101 @@
+"""The data channel (FtpsDataHandler): TLS session check, the TLS send path and transfer errors.
+
+Every data connection must resume the TLS session of its own control connection (522 otherwise).
+Downloads are written as many TLS records at a time as the socket takes; uploads are read and
+committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
+rule is in uploads.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from OpenSSL import SSL
+from pyftpdlib.exceptions import _FileReadWriteError
+from pyftpdlib.handlers import TLS_DTPHandler
+from pyftpdlib.handlers.ftp.producers import FileProducer
+from pyftpdlib.log import logger as ftp_logger
+
+from ftpsd.tls import session_reused, write_available
+from ftpsd.uploads import AtomicUploadDTP
+
+logger = logging.getLogger("ftpsd")
+
+
+class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
+    """TLS data channel that insists on resuming the control connection's session."""
+
+    # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
+    ac_out_buffer_size = 262144
+
+    def push_with_producer(self, producer: Any) -> None:  # noqa: ANN401 - pyftpdlib producer
+        if isinstance(producer, FileProducer):
+            producer.buffer_size = self.ac_out_buffer_size
+        super().push_with_producer(producer)
+
+    def initiate_send(self) -> None:
+        """Hold back data until our handshake check has run.
+
+        pyftpdlib pushes a download into the channel right after accept; SSL_write would then
+        complete the handshake implicitly and handle_ssl_established (the session check) would never
+        be called. The pending WRITE interest makes the loop call us again after the handshake.
+        """
+        if self._ssl_accepting:
+            return
+        super().initiate_send()
+
+    def send(self, data: bytes) -> int:
+        """Write as many TLS records of data as the socket takes now (see tls.write_available).
+
+        An empty buffer (empty listing) is not written at all: OpenSSL reports SSL_write() of zero
+        bytes as an EOF, which would turn a successful empty NLST into "426 aborted".
+        """
+        if not data:
+            return 0
+        if not isinstance(self.socket, SSL.Connection):  # not reachable while PROT P is enforced
+            return int(super().send(data))
+        sent, want_read, peer_closed = write_available(self.socket, memoryview(data))
+        self.tot_bytes_sent += sent
+        self._ssl_want_read = self._ssl_want_read or want_read
+        if peer_closed:
+            self.handle_close()
+        return sent
+
+    def modify_ioloop_events(self, events: int, logdebug: bool = False) -> None:
+        """During the handshake wait only for what OpenSSL asked for.
+
+        Otherwise the WRITE interest registered by a queued download makes epoll report the idle
+        socket as writable on every iteration and the loop spins until the client's next flight.
+        """
+        if self._ssl_accepting:
+            events = self.ioloop.WRITE if self._ssl_want_write else self.ioloop.READ
+        super().modify_ioloop_events(events, logdebug)
+
+    def handle_error(self) -> None:
+        """A failed write of an upload gets its reply from the upload code (uploads.py says why here)."""
+        error = sys.exc_info()[1]
+        if not (self.receive and isinstance(error, _FileReadWriteError)):
+            super().handle_error()
+            return
+        self.discard_failed_write(error)
+
+    def handle_ssl_established(self) -> None:
+        cmd = self.cmd_channel
+        if cmd.require_session_reuse and not session_reused(self.socket):
+            cmd.log(
+                "data connection refused: TLS session of the control connection not resumed",
+                logfun=logger.warning,
+            )
+            self._resp = (
+                "522 Data connection must resume the TLS session of the control connection.",
+                ftp_logger.warning,
+            )
+            self.transfer_finished = False
+            self._error = True  # skip a TLS shutdown exchange with a client we do not trust
+            self.close()
+            return
+        # The handshake may finish in its first step (client's whole flight already there); the
+        # mixin then restores nothing, so re-arm the events the queued transfer is waiting for.
+        self.modify_ioloop_events(self._wanted_io_events)

@@ -1,0 +1,60 @@
+"""Login: scrypt passwords verified off the event loop, and bans after repeated failures.
+
+pyftpdlib calls the authorizer inside the event loop; one scrypt (about 0.1 s) would stall every
+session. Here PASS hands the check to a worker thread (offload.Offloader), the session reads no
+commands until the verdict comes back, and unknown users are checked against a dummy hash so that
+their timing matches real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ftpsd.config import User
+from ftpsd.passwords import DUMMY_HASH, verify_password
+
+logger = logging.getLogger("ftpsd")
+
+
+class PasswordLogin:
+    """PASS for the control handler: off-loop verification, bans (bans.BanTracker), existing homes."""
+
+    def ftp_PASS(self, line: str) -> None:
+        """Verify the password in a worker thread; the session reads no commands until the verdict."""
+        if self.authenticated:
+            self.respond("503 User already authenticated.")
+            return
+        if not self.username:
+            self.respond("503 Login with USER first.")
+            return
+        if self.bans.is_banned(self.remote_ip):
+            self.respond("421 Too many failed logins; try again later.")
+            self.close_when_done()
+            return
+        user = self.authorizer.lookup(self.username)
+        encoded = user.password_hash if user is not None else DUMMY_HASH
+        self.del_channel()
+        self.offload.run(verify_password, (line, encoded), self._password_checked, user)
+
+    def _password_checked(self, verdict: object, user: User | None) -> None:
+        if self._closed:
+            return
+        self.add_channel()
+        if verdict is True and user is not None:
+            home = self.authorizer.get_home_dir(user.name)
+            if os.path.isdir(home):
+                # The plain password is not kept (pyftpdlib would store it in self.password).
+                self.handle_auth_success(home, "", self.authorizer.get_msg_login(user.name))
+                return
+            self.logerror(f"home directory {home} of user {user.name!r} does not exist")
+        elif isinstance(verdict, BaseException):
+            self.logerror(f"password verification failed: {verdict!r}")
+        if self.bans.record_failure(self.remote_ip):
+            logger.warning(
+                "banning %s for %ss after %d failed logins",
+                self.remote_ip,
+                self.bans.duration,
+                self.bans.max_failures,
+            )
+        self.handle_auth_failed("Authentication failed.", "")
