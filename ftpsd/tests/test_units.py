@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from ftpsd.bans import BanTracker
-from ftpsd.permissions import can_overwrite, resolve_permissions
+from ftpsd.permissions import PROFILES, can_overwrite, capabilities, resolve_permissions
 
 from ftpsd import systemd
 
@@ -29,6 +29,31 @@ def test_overwrite_needs_write_and_delete() -> None:
     assert can_overwrite(resolve_permissions("full"))
     assert not can_overwrite(resolve_permissions("upload_only"))
     assert not can_overwrite(resolve_permissions("read_only"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("full", {"list": True, "read": True, "write": True, "overwrite": True, "delete": True}),
+        ("read_only", {"list": True, "read": True, "write": False, "overwrite": False, "delete": False}),
+        ("upload_only", {"list": False, "read": False, "write": True, "overwrite": False, "delete": False}),
+        ("elrw", {"list": True, "read": True, "write": True, "overwrite": False, "delete": False}),
+        ("eT", {"list": False, "read": False, "write": True, "overwrite": False, "delete": False}),
+    ],
+)
+def test_capabilities(spec: str, expected: dict[str, bool]) -> None:
+    assert capabilities(spec) == expected
+
+
+def test_capabilities_follow_the_letters_of_every_profile() -> None:
+    for name, letters in PROFILES.items():
+        assert capabilities(name) == capabilities(letters)
+        assert capabilities(name)["overwrite"] == can_overwrite(letters)
+
+
+def test_capabilities_refuse_unknown_profiles() -> None:
+    with pytest.raises(ValueError, match="unknown profile 'admin'"):
+        capabilities("admin")
 
 
 class Clock:

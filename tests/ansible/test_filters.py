@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from ansible.errors import AnsibleFilterError
 from ftpsd.passwords import verify_password
 
-ROLES = Path(__file__).resolve().parents[2] / "roles"
+from ftpsd import permissions
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = REPO / "roles"
 
 
 def load(role: str) -> ModuleType:
@@ -106,3 +111,48 @@ def test_firewall_port_problems(ports, ranges, expected):
     assert len(problems) == len(expected), problems
     for problem, fragment in zip(problems, expected, strict=True):
         assert fragment in problem
+
+
+def test_permission_rules_come_from_ftpsd_itself():
+    """The filters hold no copy of the rules: they answer with ftpsd.permissions, installed or from source."""
+    assert server._permissions() is permissions
+    source = importlib.util.spec_from_file_location("source_copy", server._PERMISSIONS_SOURCE)
+    module = importlib.util.module_from_spec(source)
+    source.loader.exec_module(module)
+    assert module.PROFILES == permissions.PROFILES
+
+
+@pytest.mark.parametrize("profile", [*permissions.PROFILES, "elr", "ew", "elrw", "elradfmw"])
+def test_capabilities_are_ftpsd_s_for_every_profile(profile):
+    assert server.capabilities(profile) == permissions.capabilities(profile)
+    assert set(server.capabilities(profile)) == {"list", "read", "write", "overwrite", "delete"}
+
+
+@pytest.mark.parametrize("bad", ["root", "", "elrx", "Full"])
+def test_capabilities_refuse_unknown_profiles(bad):
+    with pytest.raises(AnsibleFilterError, match=f"ftps_server_users permissions: unknown profile {bad!r}"):
+        server.capabilities(bad)
+
+
+@pytest.mark.parametrize("path", ["playbooks/tasks/ftps-doctor.yml", "playbooks/vars/doctor.yml"])
+def test_health_gate_asks_the_filters_instead_of_naming_profiles(path):
+    """A changed or new profile cannot desynchronise the gate: it names no profile and reads no letters."""
+    text = (REPO / path).read_text()
+    assert not [name for name in permissions.PROFILES if re.search(rf"\b{name}\b", text)]
+    assert not re.search(r"'[elradfmwMT]' in", text)
+    assert "ftps_server_capabilities" in text or "ftps_server_present_users" in text
+
+
+def test_every_present_user_check_uses_the_one_filter():
+    """ "Which users are present" is written once, in the filter, and used everywhere."""
+    users = [ADMIN, {**READER, "state": "present"}, {"name": "gone", "state": "absent"}]
+    assert [u["name"] for u in server.present_users(users)] == ["admin", "reader"]
+    assert server.present_users([{"name": "gone", "state": "absent"}]) == []
+    for path in [
+        "roles/ftps_server/tasks/facts.yml",
+        "roles/ftps_server/tasks/validate.yml",
+        "playbooks/vars/doctor.yml",
+    ]:
+        text = (REPO / path).read_text()
+        assert "ftps_server_present_users" in text, path
+        assert "'present'" not in text, path

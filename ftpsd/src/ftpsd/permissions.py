@@ -1,14 +1,19 @@
-"""Permission profiles and their mapping onto pyftpdlib's permission letters.
+"""Permission profiles, their pyftpdlib letters, and what each lets a user do: the one place for these rules.
 
 Profiles exist so that the Ansible inventory says what a user is for ("upload_only") instead of a
 string of letters whose meaning has to be looked up. One extra rule is ours, not pyftpdlib's:
 replacing an existing file with STOR needs both "w" and "d", because an overwrite destroys the old
 content exactly like a delete does. That is what makes "upload_only" ("ew") unable to overwrite.
+
+The Ansible side (the ftps_server role's filters, the health gate, the folder plan) asks `capabilities`
+instead of reading letters itself, so that changing a profile here changes every answer at once.
 """
 
 from __future__ import annotations
 
 ALL_LETTERS = "elradfmwMT"
+# Letters that change something on disk (append, delete, rename, mkdir, store, chmod, set mtime).
+WRITE_LETTERS = frozenset("adfmwMT")
 
 PROFILES: dict[str, str] = {
     "full": "elradfmwMT",
@@ -32,3 +37,19 @@ def resolve_permissions(spec: str) -> str:
 def can_overwrite(letters: str) -> bool:
     """Whether STOR may replace an existing file (see module docstring)."""
     return "w" in letters and "d" in letters
+
+
+def capabilities(spec: str) -> dict[str, bool]:
+    """What a profile or letter string lets a user do; ValueError for an unknown profile.
+
+    list: LIST/NLST/MLSD; read: RETR; write: change anything on disk (the home must be writable by the
+    service); overwrite: replace an existing file; delete: DELE.
+    """
+    letters = resolve_permissions(spec)
+    return {
+        "list": "l" in letters,
+        "read": "r" in letters,
+        "write": bool(WRITE_LETTERS & set(letters)),
+        "overwrite": can_overwrite(letters),
+        "delete": "d" in letters,
+    }

@@ -1,22 +1,28 @@
-"""Filters of the ftps_server role: password hashing, user checks and the folder plan.
+"""Filters of the ftps_server role: password hashing, user checks, what a profile may do, the folder plan.
 
 They run on the controller and use the ftpsd package itself (pip install -e ftpsd), so the hash format and
-the permission profiles are exactly those the server accepts; nothing here reimplements them.
+the permission profiles are exactly those the server accepts; nothing here reimplements them. The rules of
+ftpsd.permissions come from the installed package or, without it, from the module file in the ftpsd source
+tree next to the role in this repository (roles/../ftpsd/src). Playbooks that import the role (even only
+its validate.yml) see these filters too: the health gate asks ftps_server_capabilities what a user may do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import ipaddress
 import posixpath
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# Letters that let a user change something on disk: such a user's home must be writable by the service.
-_WRITE_LETTERS = frozenset("adfmwMT")
 _SALT_DOMAIN = "ftpsd-salt:"
+# ftpsd.permissions in the source tree of this repository, for a controller without the ftpsd package.
+_PERMISSIONS_SOURCE = Path(__file__).resolve().parents[3] / "ftpsd" / "src" / "ftpsd" / "permissions.py"
 
 
 def _ftpsd(name: str) -> Any:  # noqa: ANN401 - a module
@@ -30,13 +36,36 @@ def _ftpsd(name: str) -> Any:  # noqa: ANN401 - a module
         ) from err
 
 
+def _permissions() -> ModuleType:
+    """ftpsd.permissions, installed or from the repository's source tree: the one copy of the rules."""
+    try:
+        import ftpsd.permissions  # noqa: PLC0415 - optional on the controller, see _PERMISSIONS_SOURCE
+    except ImportError:
+        if not _PERMISSIONS_SOURCE.is_file():
+            return _ftpsd("permissions")  # raises with the instructions
+        spec = importlib.util.spec_from_file_location("ftpsd_permissions_source", _PERMISSIONS_SOURCE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return ftpsd.permissions
+
+
+def present_users(users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The users that have a login (no state, or state present): the one definition of "present"."""
+    return [user for user in users if user.get("state", "present") == "present"]
+
+
+def capabilities(spec: object) -> dict[str, bool]:
+    """What a profile or permission letters allow (list, read, write, overwrite, delete), by ftpsd's rules."""
+    try:
+        return _permissions().capabilities(str(spec))
+    except ValueError as err:
+        raise AnsibleFilterError(f"ftps_server_users permissions: {err}") from err
+
+
 def _salt(host: str, user: str) -> bytes:
     """Deterministic per host and user, never derived from the password: re-runs give the same hash."""
     return hashlib.sha256(f"{_SALT_DOMAIN}{host}:{user}".encode()).digest()[:16]
-
-
-def _present(users: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [user for user in users if user.get("state", "present") == "present"]
 
 
 def _under(path: str, root: str) -> bool:
@@ -60,14 +89,14 @@ def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, str]]:
             "home": posixpath.normpath(user["home"]),
             "permissions": user["permissions"],
         }
-        for user in _present(users)
+        for user in present_users(users)
     ]
 
 
 def _permission_problem(spec: str) -> str:
     """'' if ftpsd accepts the permission profile or letters, else its explanation."""
     try:
-        _ftpsd("permissions").resolve_permissions(spec)
+        _permissions().resolve_permissions(spec)
     except ValueError as err:
         return str(err)
     return ""
@@ -123,16 +152,15 @@ def folder_plan(users: list[dict[str, Any]], folders: list[dict[str, Any]], data
     change files has it, or a folder above it, as home. Read-only folders stay owned by root, so even the
     server process cannot change them.
     """
-    resolve = _ftpsd("permissions").resolve_permissions
     writer_homes = [
         posixpath.normpath(user["home"])
-        for user in _present(users)
-        if _WRITE_LETTERS & set(resolve(user["permissions"]))
+        for user in present_users(users)
+        if capabilities(user["permissions"])["write"]
     ]
     declared = {posixpath.normpath(f["path"]): f.get("writable", True) for f in folders}
     root = posixpath.normpath(data_root)
     paths = {root}
-    for leaf in {posixpath.normpath(u["home"]) for u in _present(users)} | set(declared):
+    for leaf in {posixpath.normpath(u["home"]) for u in present_users(users)} | set(declared):
         path = leaf
         while path != root:  # with the folders in between, which would otherwise get the file module's owner
             paths.add(path)
@@ -161,6 +189,8 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "ftps_server_accounts": accounts,
+            "ftps_server_capabilities": capabilities,
+            "ftps_server_present_users": present_users,
             "ftps_server_data_problems": data_problems,
             "ftps_server_folder_plan": folder_plan,
             "ftps_server_ip_version": ip_version,
