@@ -315,7 +315,12 @@ def assert_failed_before_touching(run, hosts, expected: str) -> None:
         (
             "certs-self",
             {"ftps_certificate_renew_before_days": 900},
-            "less than ftps_certificate_valid_days (825)",
+            "less than ftps_certificate_valid_days (365)",
+        ),
+        (
+            "certs-self",
+            {"ftps_certificate_valid_days": 825},
+            "ftps_certificate_valid_days (825) exceeds the 366 days of Mozilla's intermediate TLS profile",
         ),
         ("certs-self", {"ftps_certificate_extra_subject_alt_names": ["bad name!"]}, "wrong: DNS:bad name!"),
         ("certs-self", {"ftps_certificate_mode": "letsencrypt"}, "ftps_certificate_mode must be one of"),
