@@ -15,6 +15,7 @@ from conftest import (
     certificate,
     certificate_chain,
     ephemeral_dir,
+    issue_short_lived,
     probe_pid,
     run_playbook,
     served_certificate,
@@ -170,16 +171,7 @@ def test_provided_certificate_is_installed_leaf_first_with_its_chain(provided_ho
 
 
 def test_short_lived_certificate_is_rotated_by_a_plain_rerun(self_host):
-    issued = run_playbook(
-        "--limit",
-        "certs-self",
-        "-e",
-        "ftps_certificate_force_rotate=true",
-        "-e",
-        "ftps_certificate_valid_days=10",
-        "-e",
-        "ftps_certificate_renew_before_days=5",
-    )
+    issued = issue_short_lived("certs-self")
     assert issued.rc == 0, issued.output
     short_lived = certificate(self_host)
     assert days_left(short_lived) < 10

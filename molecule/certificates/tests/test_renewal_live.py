@@ -5,7 +5,7 @@ window is renewed."""
 import re
 import time
 
-from conftest import PROJECT, certificate_chain, lab_host, run_playbook
+from conftest import PROJECT, certificate_chain, issue_short_lived, lab_host, run_playbook
 
 RENEW = PROJECT / "playbooks" / "renew-certificates.yml"
 HOST = "certs-srv"
@@ -28,17 +28,7 @@ def test_nothing_due_changes_nothing_and_is_quick():
 
 def test_due_certificate_is_renewed():
     host = lab_host(HOST)
-    short = run_playbook(
-        "--limit",
-        HOST,
-        "-e",
-        "ftps_certificate_force_rotate=true",
-        "-e",
-        "ftps_certificate_valid_days=10",
-        "-e",
-        "ftps_certificate_renew_before_days=5",
-        playbook=PROJECT / "playbooks" / "rotate-certificates.yml",
-    )
+    short = issue_short_lived(HOST, playbook=PROJECT / "playbooks" / "rotate-certificates.yml")
     assert short.rc == 0, short.output
     before = serial(host)
     run = run_playbook("--limit", HOST, "-e", "ftps_certificate_renew_before_days=20", playbook=RENEW)
