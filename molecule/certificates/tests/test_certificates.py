@@ -329,6 +329,7 @@ def assert_failed_before_touching(run, hosts, expected: str) -> None:
         "email",
         "rsa-1024",
         "renewal-window",
+        "lifetime-above-366",
         "san",
         "mode",
         "ca-passphrase",
