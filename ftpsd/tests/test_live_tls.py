@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORDS, ServerProcess, client_context, connect
 from ftpsd.client import ImplicitFTPS
+from ftpsd.tls import negotiated_group
+from OpenSSL import SSL
+from OpenSSL._util import lib as _lib
 
 pytestmark = pytest.mark.live
 
@@ -197,3 +200,32 @@ def test_lftp_roundtrip(server: ServerProcess, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "lftp-down.bin").read_bytes() == payload.read_bytes()
     assert "lftp.bin" in result.stdout.split()
+
+
+def _pyopenssl_handshake(srv: ServerProcess, groups: bytes) -> SSL.Connection:
+    """Implicit-port handshake by a client that offers only the given key exchange groups."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    assert _lib.SSL_CTX_set1_curves_list(ctx._context, groups) == 1
+    sock = socket.create_connection(("127.0.0.1", srv.setup.implicit_port), timeout=20)
+    sock.settimeout(None)  # pyOpenSSL's blocking handshake; the server answers at once
+    conn = SSL.Connection(ctx, sock)
+    conn.set_connect_state()
+    conn.do_handshake()
+    return conn
+
+
+def test_client_offering_only_the_post_quantum_group_negotiates_it(server: ServerProcess) -> None:
+    conn = _pyopenssl_handshake(server, b"X25519MLKEM768")
+    assert negotiated_group(conn).lower() == "x25519mlkem768"
+    assert conn.get_protocol_version_name() == "TLSv1.3"
+    conn.close()
+
+
+def test_classical_client_gets_x25519(server: ServerProcess) -> None:
+    conn = _pyopenssl_handshake(server, b"X25519:prime256v1")
+    assert negotiated_group(conn).lower() == "x25519"
+    conn.close()
+
+
+def test_server_log_names_the_offered_groups(server: ServerProcess) -> None:
+    assert "TLS key exchange groups offered: X25519MLKEM768:X25519:prime256v1:secp384r1" in server.log()

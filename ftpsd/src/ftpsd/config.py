@@ -18,12 +18,16 @@ from typing import Any, TypeVar
 from ftpsd.passwords import parse_hash
 from ftpsd.permissions import resolve_permissions
 
+# Mozilla server-side TLS guidelines 6.0, "intermediate": ECDHE key exchange only (no DHE suites).
 MOZILLA_INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
+# The hybrid post-quantum group first (offered only where the TLS library has it, see tls.py), then
+# the classical groups of the same profile.
+POST_QUANTUM_GROUP = "X25519MLKEM768"
+MOZILLA_INTERMEDIATE_GROUPS = f"{POST_QUANTUM_GROUP}:X25519:prime256v1:secp384r1"
 TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # A banner such as "vsFTPd 3.0.5" tells an attacker which exploits to try.
@@ -50,7 +54,10 @@ class TlsSettings:
     private_key: str
     min_version: str = "TLSv1.2"
     ciphers: str = MOZILLA_INTERMEDIATE_CIPHERS
-    groups: str = "X25519:prime256v1:secp384r1"
+    groups: str = MOZILLA_INTERMEDIATE_GROUPS
+    # The server logs a warning once a day while its certificate expires within this many days (the
+    # deployment's renewal window, ftps_certificate_renew_before_days).
+    renewal_warning_days: int = 30
     require_session_reuse: bool = True
 
 
@@ -247,6 +254,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "min_version": _one_of(TLS_VERSIONS),
         "ciphers": _non_empty,
         "groups": _non_empty,
+        "renewal_warning_days": _positive,
     },
     "limits": {
         "max_connections": _positive,

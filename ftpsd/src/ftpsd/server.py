@@ -24,10 +24,11 @@ from pyftpdlib.servers import FTPServer
 from ftpsd import systemd
 from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
+from ftpsd.certexpiry import CHECK_INTERVAL, warn_if_due
 from ftpsd.config import Config, ConfigError, load_config
 from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
 from ftpsd.offload import LoopWaker, Offloader
-from ftpsd.tls import TlsMaterial, load_material
+from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
 logger = logging.getLogger("ftpsd")
@@ -204,6 +205,9 @@ class Server:
         logger.info("configuration reloaded: %d users", len(prepared.config.users))
         systemd.notify("READY=1", f"STATUS=Serving {len(prepared.config.users)} users")
 
+    def _check_certificate_expiry(self) -> None:
+        warn_if_due(self.explicit_cls.tls_material)
+
     def shutdown(self) -> None:
         """Stop listening and drop all sessions; the loop then ends because nothing is left in it."""
         systemd.notify("STOPPING=1", "STATUS=Shutting down")
@@ -220,5 +224,8 @@ class Server:
         self.install_signal_handlers()
         systemd.notify("READY=1", f"STATUS=Serving {len(self.config.users)} users")
         logger.info("ftpsd started, pid %d", os.getpid())
+        logger.info("TLS key exchange groups offered: %s", offered_groups(self.config.tls.groups))
+        self._check_certificate_expiry()
+        self.ioloop.call_every(CHECK_INTERVAL, self._check_certificate_expiry)
         self.ioloop.loop()
         logger.info("ftpsd stopped")

@@ -20,7 +20,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 
-from ftpsd.config import TlsSettings
+from ftpsd.config import POST_QUANTUM_GROUP, TlsSettings
 
 _MIN_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # No compression (CRIME), no renegotiation (client-initiated renegotiation DoS); server cipher
@@ -51,9 +51,7 @@ class TlsMaterial:
             ctx.set_cipher_list(self.settings.ciphers.encode("ascii"))
         except (SSL.Error, UnicodeEncodeError) as err:
             raise TlsSetupError(f"tls.ciphers: no usable cipher in {self.settings.ciphers!r}") from err
-        groups = self.settings.groups.encode("ascii", "replace")
-        if _lib.SSL_CTX_set1_curves_list(ctx._context, groups) != 1:
-            _lib.ERR_clear_error()
+        if not _set_groups(ctx, offered_groups(self.settings.groups)):
             raise TlsSetupError(f"tls.groups: unknown group in {self.settings.groups!r}")
         ctx.use_certificate(self.leaf)
         for extra in self.chain:
@@ -61,6 +59,37 @@ class TlsMaterial:
         ctx.use_privatekey(self.key)
         ctx.set_session_id(os.urandom(16))
         return ctx
+
+
+def _set_groups(ctx: SSL.Context, groups: str) -> bool:
+    """Set the key exchange groups (no public pyOpenSSL call for a list); False if one is unknown."""
+    if _lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode("ascii", "replace")) == 1:
+        return True
+    _lib.ERR_clear_error()
+    return False
+
+
+def post_quantum_supported() -> bool:
+    """Whether the OpenSSL linked here knows the hybrid post-quantum group (OpenSSL 3.5 and later)."""
+    return _set_groups(SSL.Context(SSL.TLS_SERVER_METHOD), POST_QUANTUM_GROUP)
+
+
+def offered_groups(groups: str) -> str:
+    """The configured groups minus the post-quantum one where the TLS library lacks it.
+
+    Only that group is dropped: it is in the default list on purpose, and an OpenSSL older than 3.5
+    must still start with the classical groups. Any other unknown name stays and fails as a typo.
+    """
+    names = groups.split(":")
+    if POST_QUANTUM_GROUP in names and not post_quantum_supported():
+        names = [name for name in names if name != POST_QUANTUM_GROUP]
+    return ":".join(names)
+
+
+def negotiated_group(connection: SSL.Connection) -> str:
+    """Name of the key exchange group of an established connection ("" if none), for logs and tests."""
+    name = _lib.SSL_get0_group_name(connection._ssl)
+    return _ffi.string(name).decode("ascii") if name != _ffi.NULL else ""
 
 
 def session_reused(connection: SSL.Connection) -> bool:

@@ -61,6 +61,21 @@ def run_playbook(*args: str, playbook: Path = CONVERGE) -> PlaybookRun:
     return PlaybookRun(result.returncode, result.stdout + result.stderr)
 
 
+def issue_short_lived(name: str, playbook: Path = CONVERGE) -> PlaybookRun:
+    """Force a new certificate valid 10 days (renewal window 5) on one host, to test renewal."""
+    return run_playbook(
+        "--limit",
+        name,
+        "-e",
+        "ftps_certificate_force_rotate=true",
+        "-e",
+        "ftps_certificate_valid_days=10",
+        "-e",
+        "ftps_certificate_renew_before_days=5",
+        playbook=playbook,
+    )
+
+
 def lab_host(name: str) -> testinfra.host.Host:
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory()}")
 

@@ -15,6 +15,7 @@ from conftest import (
     certificate,
     certificate_chain,
     ephemeral_dir,
+    issue_short_lived,
     probe_pid,
     run_playbook,
     served_certificate,
@@ -170,16 +171,7 @@ def test_provided_certificate_is_installed_leaf_first_with_its_chain(provided_ho
 
 
 def test_short_lived_certificate_is_rotated_by_a_plain_rerun(self_host):
-    issued = run_playbook(
-        "--limit",
-        "certs-self",
-        "-e",
-        "ftps_certificate_force_rotate=true",
-        "-e",
-        "ftps_certificate_valid_days=10",
-        "-e",
-        "ftps_certificate_renew_before_days=5",
-    )
+    issued = issue_short_lived("certs-self")
     assert issued.rc == 0, issued.output
     short_lived = certificate(self_host)
     assert days_left(short_lived) < 10
@@ -188,7 +180,7 @@ def test_short_lived_certificate_is_rotated_by_a_plain_rerun(self_host):
     assert rerun.rc == 0, rerun.output
     renewed = certificate(self_host)
     assert renewed.serial_number != short_lived.serial_number
-    assert days_left(renewed) > 800
+    assert days_left(renewed) >= 364  # the selfsigned default lifetime, 365 days
     assert served_certificate(self_host) == renewed
 
     again = run_playbook("--limit", "certs-self")
@@ -315,7 +307,12 @@ def assert_failed_before_touching(run, hosts, expected: str) -> None:
         (
             "certs-self",
             {"ftps_certificate_renew_before_days": 900},
-            "less than ftps_certificate_valid_days (825)",
+            "less than ftps_certificate_valid_days (365)",
+        ),
+        (
+            "certs-self",
+            {"ftps_certificate_valid_days": 825},
+            "ftps_certificate_valid_days (825) exceeds the 366 days of Mozilla's intermediate TLS profile",
         ),
         ("certs-self", {"ftps_certificate_extra_subject_alt_names": ["bad name!"]}, "wrong: DNS:bad name!"),
         ("certs-self", {"ftps_certificate_mode": "letsencrypt"}, "ftps_certificate_mode must be one of"),
@@ -332,6 +329,7 @@ def assert_failed_before_touching(run, hosts, expected: str) -> None:
         "email",
         "rsa-1024",
         "renewal-window",
+        "lifetime-above-366",
         "san",
         "mode",
         "ca-passphrase",
