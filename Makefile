@@ -19,20 +19,20 @@ SLOWEST_SCENARIOS := default multisite certificates
 # shows up with its output instead of silencing the whole run.
 SUITE_TIMEOUT ?= 30m
 WITHIN_LIMIT := timeout --kill-after=60 $(SUITE_TIMEOUT)
-SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit \
+SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit clients \
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
-# live tests (curl, lftp), vsftpd for the benchmark reference, and python3-venv for .venv.
-DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git
+# live tests (curl, lftp; wget and rclone for the client suite), vsftpd for the benchmark reference, and python3-venv for .venv.
+DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git wget rclone
 
-.PHONY: help deps venv lab-up lab-down lab-status demo lint unit molecule reliability test clean
+.PHONY: help deps venv lab-up lab-down lab-status demo lint unit clients molecule reliability test clean
 
 help:
 	@echo "make demo        deploy the FTPS server onto a local lab of real hosts and show it working"
 	@echo "make test        lint + unit + live server tests + molecule scenarios ($(SCENARIOS)) + reliability"
 	@echo "make lab-up      boot the lab ($(DEMO_HOSTS)) and write inventories/lab/hosts.yml"
 	@echo "make lab-down    stop every lab host and remove all it used"
-	@echo "make lint | unit | molecule | molecule-SCENARIO | reliability | lab-status | clean"
+	@echo "make lint | unit | clients | molecule | molecule-SCENARIO | reliability | lab-status | clean"
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -80,7 +80,11 @@ lint: venv
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability
+	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability --ignore=ftpsd/tests/test_clients.py
+
+# Real clients (curl, lftp, wget, rclone: Debian 12 packages) through full round trips on loopback.
+clients: venv
+	$(WITHIN_LIMIT) pytest ftpsd/tests/test_clients.py
 
 # Hostile input, faults, load and a TLS scan against a server that site.yml deploys on lab hosts.
 reliability: venv $(SSLYZE_VENV)/.installed
