@@ -19,15 +19,16 @@ SLOWEST_SCENARIOS := default multisite certificates
 # shows up with its output instead of silencing the whole run.
 SUITE_TIMEOUT ?= 30m
 WITHIN_LIMIT := timeout --kill-after=60 $(SUITE_TIMEOUT)
-SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit \
+SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$(SCENARIOS)))) reliability unit clients \
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
-# live tests (curl, lftp), vsftpd for the benchmark reference, python3-venv for .venv, shellcheck for lint.
-DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck
+# live tests (curl, lftp; wget and rclone for the client suite), vsftpd for the benchmark reference,
+# python3-venv for .venv, shellcheck for lint.
+DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck wget rclone
 # Every shell script lint checks: the CI entry point, the lab tool's launcher and any *.sh in the repository.
 SHELL_SCRIPTS = .ci/run tests/lab/lab $(shell git ls-files '*.sh')
 
-.PHONY: help deps venv lab-up lab-down lab-status demo lint docs unit molecule reliability test clean
+.PHONY: help deps venv lab-up lab-down lab-status demo lint docs unit clients molecule reliability test clean
 
 help:
 	@echo "make demo        deploy the FTPS server onto a local lab of real hosts and show it working"
@@ -35,7 +36,7 @@ help:
 	@echo "make lab-up      boot the lab ($(DEMO_HOSTS)) and write inventories/lab/hosts.yml"
 	@echo "make lab-down    stop every lab host and remove all it used"
 	@echo "make docs        regenerate the role READMEs' variable tables from meta/argument_specs.yml"
-	@echo "make lint | unit | molecule | molecule-SCENARIO | reliability | lab-status | clean"
+	@echo "make lint | unit | clients | molecule | molecule-SCENARIO | reliability | lab-status | clean"
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -88,7 +89,11 @@ docs: venv
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability
+	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability --ignore=ftpsd/tests/test_clients.py
+
+# Real clients (curl, lftp, wget, rclone: Debian 12 packages) through full round trips on loopback.
+clients: venv
+	$(WITHIN_LIMIT) pytest ftpsd/tests/test_clients.py
 
 # Hostile input, faults, load and a TLS scan against a server that site.yml deploys on lab hosts.
 reliability: venv $(SSLYZE_VENV)/.installed

@@ -1,0 +1,175 @@
+"""Real FTPS clients (Debian 12 packages) against the real server on loopback: a full round trip each.
+
+curl, lftp, wget and rclone are run as a user runs them, with only the settings a self-signed test
+certificate needs (no certificate check). Refusals for the upload-only and read-only profiles are asserted
+by their reply codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORDS, ServerProcess
+
+pytestmark = pytest.mark.live
+
+PAYLOAD = os.urandom(300_000)
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, **kwargs)
+
+
+def url(srv: ServerProcess, user: str, implicit: bool = False) -> str:
+    scheme, port = ("ftps", srv.setup.implicit_port) if implicit else ("ftp", srv.setup.explicit_port)
+    return f"{scheme}://{user}:{PASSWORDS[user]}@127.0.0.1:{port}/"
+
+
+def local_file(tmp_path: Path, name: str = "payload.bin") -> Path:
+    path = tmp_path / name
+    path.write_bytes(PAYLOAD)
+    return path
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_curl_round_trip(server: ServerProcess, tmp_path: Path, implicit: bool) -> None:
+    name = f"curl-{'imp' if implicit else 'exp'}.bin"
+    base = ["curl", "--silent", "--show-error", "--insecure", "--ssl-reqd"]
+    root = url(server, "fbt_admin", implicit)
+    up = run([*base, "-T", str(local_file(tmp_path)), root + name])
+    assert up.returncode == 0, up.stderr
+    listing = run([*base, "--list-only", root])
+    assert listing.returncode == 0 and name in listing.stdout.split(), listing.stderr
+    got = run([*base, "-o", str(tmp_path / "back.bin"), root + name])
+    assert got.returncode == 0
+    assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).hexdigest() == SHA256
+    dele = run([*base, "--verbose", "-Q", f"DELE {name}", root])
+    assert dele.returncode == 0 and "< 250" in dele.stderr, dele.stderr
+    assert not (server.setup.shared / name).exists()
+
+
+def lftp(
+    srv: ServerProcess, user: str, script: str, implicit: bool = False
+) -> subprocess.CompletedProcess[str]:
+    settings = "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+    settings += "set net:max-retries 1; set cmd:fail-exit yes; "
+    scheme, port = ("ftps", srv.setup.implicit_port) if implicit else ("ftp", srv.setup.explicit_port)
+    login = f"open -u {user},{PASSWORDS[user]} {scheme}://127.0.0.1:{port}; "
+    return run(["lftp", "-c", settings + login + script])
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_lftp_round_trip(server: ServerProcess, tmp_path: Path, implicit: bool) -> None:
+    name = f"lftp-{'imp' if implicit else 'exp'}.bin"
+    src = local_file(tmp_path)
+    back = tmp_path / "back.bin"
+    result = lftp(
+        server, "fbt_admin", f"put {src} -o {name}; cls -1; get {name} -o {back}; rm {name}", implicit
+    )
+    assert result.returncode == 0, result.stderr
+    assert name in result.stdout.split()
+    assert hashlib.sha256(back.read_bytes()).hexdigest() == SHA256
+    assert not (server.setup.shared / name).exists()
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_wget_lists_and_downloads(server: ServerProcess, tmp_path: Path, implicit: bool) -> None:
+    """wget only downloads; the file is put in place directly (wget has no upload)."""
+    name = f"wget-{'imp' if implicit else 'exp'}.bin"
+    (server.setup.shared / name).write_bytes(PAYLOAD)
+    port = server.setup.implicit_port if implicit else server.setup.explicit_port
+    mode = ["--ftps-implicit"] if implicit else []
+    base = ["wget", "--no-check-certificate", "--user=reader", f"--password={PASSWORDS['reader']}", *mode]
+    got = run([*base, "-O", str(tmp_path / "back.bin"), f"ftps://127.0.0.1:{port}/{name}"])
+    assert got.returncode == 0, got.stderr
+    assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).hexdigest() == SHA256
+    listing = run(
+        [*base, "--no-remove-listing", "-O", str(tmp_path / "index.html"), f"ftps://127.0.0.1:{port}/"]
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert name in (tmp_path / "index.html").read_text()
+    (server.setup.shared / name).unlink()
+
+
+def curl_reply(*args: str) -> str:
+    """Run curl and return the last reply code the server sent (curl --verbose shows them as '< NNN')."""
+    base = ["curl", "--silent", "--insecure", "--ssl-reqd", "--verbose"]
+    result = run([*base, *args])
+    replies = [
+        line[2:5] for line in result.stderr.splitlines() if line.startswith("< ") and line[2:5].isdigit()
+    ]
+    return replies[-1]
+
+
+def test_upload_only_profile_in_curl(server: ServerProcess, tmp_path: Path) -> None:
+    root = url(server, "dropbox")
+    name = "curl-dropbox.bin"
+    src = str(local_file(tmp_path))
+    assert curl_reply("-T", src, root + name) == "226"
+    assert (server.setup.shared / name).read_bytes() == PAYLOAD
+    assert curl_reply("-T", src, root + name) == "550"  # no overwrite
+    assert curl_reply("-o", str(tmp_path / "x"), root + name) == "550"  # no download
+    assert curl_reply("-Q", f"DELE {name}", root) == "550"
+    assert (server.setup.shared / name).read_bytes() == PAYLOAD
+    (server.setup.shared / name).unlink()
+
+
+def test_read_only_profile_in_curl(server: ServerProcess, tmp_path: Path) -> None:
+    root = url(server, "reader")
+    assert curl_reply("-T", str(local_file(tmp_path)), root + "curl-reader.bin") == "550"
+    assert not (server.setup.shared / "curl-reader.bin").exists()
+    (server.setup.shared / "kept.bin").write_bytes(PAYLOAD)
+    assert curl_reply("-Q", "DELE kept.bin", root) == "550"
+    assert curl_reply("-o", str(tmp_path / "back.bin"), root + "kept.bin") == "226"
+    assert (tmp_path / "back.bin").read_bytes() == PAYLOAD
+    (server.setup.shared / "kept.bin").unlink()
+
+
+def rclone(srv: ServerProcess, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """rclone's FTP backend with explicit TLS; the remote is configured through rclone's environment."""
+    obscured = run(["rclone", "obscure", PASSWORDS[user]]).stdout.strip()
+    env = {
+        **os.environ,
+        "RCLONE_CONFIG": "/dev/null",
+        "RCLONE_CONFIG_SRV_TYPE": "ftp",
+        "RCLONE_CONFIG_SRV_HOST": "127.0.0.1",
+        "RCLONE_CONFIG_SRV_PORT": str(srv.setup.explicit_port),
+        "RCLONE_CONFIG_SRV_USER": user,
+        "RCLONE_CONFIG_SRV_PASS": obscured,
+        "RCLONE_CONFIG_SRV_EXPLICIT_TLS": "true",
+        "RCLONE_CONFIG_SRV_NO_CHECK_CERTIFICATE": "true",
+    }
+    return run(["rclone", "--retries", "1", "--low-level-retries", "1", *args], env=env)
+
+
+# Known server bug (issue 13, item 4): the server sends TLS 1.3 session tickets on data connections; Go's
+# TLS never reads them during an upload, so closing the socket sends a TCP RST that can destroy the
+# close_notify, and the upload is discarded (426). Strict: this fails as soon as the bug is fixed.
+UPLOADS = 9
+
+
+@pytest.mark.xfail(strict=True, reason="TLS 1.3 tickets on data connections make rclone uploads fail (426)")
+def test_rclone_round_trip_with_one_connection(server: ServerProcess, tmp_path: Path) -> None:
+    """--ftp-concurrency 1: with more, rclone resumes another control connection's TLS session (522)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(UPLOADS):
+        (src / f"rclone-{index}.bin").write_bytes(PAYLOAD)
+    one = "--ftp-concurrency=1"
+    assert rclone(server, "fbt_admin", one, "mkdir", "srv:rclone").returncode == 0
+    copy = rclone(server, "fbt_admin", one, "copy", str(src), "srv:rclone")
+    assert copy.returncode == 0, copy.stderr
+    listing = rclone(server, "fbt_admin", one, "lsf", "srv:rclone")
+    assert sorted(listing.stdout.split()) == [f"rclone-{i}.bin" for i in range(UPLOADS)], listing.stderr
+    back = tmp_path / "back"
+    assert rclone(server, "fbt_admin", one, "copy", "srv:rclone", str(back)).returncode == 0
+    for index in range(UPLOADS):
+        assert hashlib.sha256((back / f"rclone-{index}.bin").read_bytes()).hexdigest() == SHA256
+    purge = rclone(server, "fbt_admin", one, "purge", "srv:rclone")
+    assert purge.returncode == 0, purge.stderr
+    assert not (server.setup.shared / "rclone").exists()
