@@ -37,7 +37,9 @@ def test_defaults_spec_and_readme_agree(role):
     spec = load(role, "meta", "argument_specs.yml")["argument_specs"]
     documented = set(spec["main"]["options"])
     defaults = set(load(role, "defaults", "main.yml"))
-    readme = set(re.findall(r"^\| `([a-z_]+)` \|", (ROLES / role / "README.md").read_text(), re.MULTILINE))
+    text = (ROLES / role / "README.md").read_text()
+    table = text[text.index(role_docs.BEGIN) : text.index(role_docs.END)]
+    readme = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.MULTILINE))
     assert defaults == documented
     assert readme == documented
     assert all(name.startswith(f"{role}_") for name in documented)
