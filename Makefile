@@ -45,7 +45,9 @@ deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: requirements.txt ftpsd/pyproject.toml
+# requirements.txt includes the runtime pins that the ftps_server role installs on the hosts too.
+RUNTIME_PINS := roles/ftps_server/files/ftpsd-runtime.txt
+$(VENV)/.installed: requirements.txt $(RUNTIME_PINS) ftpsd/pyproject.toml
 	@[ -x $(BIN)/python ] || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
