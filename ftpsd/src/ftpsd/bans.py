@@ -19,9 +19,7 @@ class BanTracker:
     def __init__(
         self, max_failures: int, window: float, duration: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self.duration = duration
+        self.configure(max_failures, window, duration)
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}

@@ -7,98 +7,46 @@ key path (``users[1].permissions``) so the operator can find it in the inventory
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
-from pathlib import PurePosixPath
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
-from ftpsd.passwords import parse_hash
+from ftpsd import configchecks as checks
 from ftpsd.permissions import resolve_permissions
-
-# Mozilla server-side TLS guidelines 6.0, "intermediate": ECDHE key exchange only (no DHE suites).
-MOZILLA_INTERMEDIATE_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+from ftpsd.settings import (
+    LOG_LEVELS,
+    MOZILLA_INTERMEDIATE_CIPHERS,
+    MOZILLA_INTERMEDIATE_GROUPS,
+    POST_QUANTUM_GROUP,
+    TLS_VERSIONS,
+    Config,
+    LimitSettings,
+    LoggingSettings,
+    ServerSettings,
+    TlsSettings,
+    User,
 )
-# The hybrid post-quantum group first (offered only where the TLS library has it, see tls.py), then
-# the classical groups of the same profile.
-POST_QUANTUM_GROUP = "X25519MLKEM768"
-MOZILLA_INTERMEDIATE_GROUPS = f"{POST_QUANTUM_GROUP}:X25519:prime256v1:secp384r1"
-TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-# A banner such as "vsFTPd 3.0.5" tells an attacker which exploits to try.
-_VERSION_RE = re.compile(r"\d+\.\d+")
+
+# Code that loads a configuration imports everything from here; the settings live in settings.py.
+__all__ = [
+    "MOZILLA_INTERMEDIATE_CIPHERS",
+    "MOZILLA_INTERMEDIATE_GROUPS",
+    "POST_QUANTUM_GROUP",
+    "Config",
+    "ConfigError",
+    "LimitSettings",
+    "LoggingSettings",
+    "ServerSettings",
+    "TlsSettings",
+    "User",
+    "load_config",
+    "parse_config",
+]
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message starts with the offending key path."""
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    listen_address: str = "0.0.0.0"  # noqa: S104 - an FTP server listens on all interfaces by default
-    explicit_port: int = 21
-    implicit_port: int = 0
-    passive_ports: tuple[int, int] = (50000, 60000)
-    masquerade_address: str = ""
-    banner: str = "Secure file server ready."
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    certificate: str
-    private_key: str
-    min_version: str = "TLSv1.2"
-    ciphers: str = MOZILLA_INTERMEDIATE_CIPHERS
-    groups: str = MOZILLA_INTERMEDIATE_GROUPS
-    # The server logs a warning once a day while its certificate expires within this many days (the
-    # deployment's renewal window, ftps_certificate_renew_before_days).
-    renewal_warning_days: int = 30
-    require_session_reuse: bool = True
-
-
-@dataclass(frozen=True)
-class LimitSettings:
-    max_connections: int = 512
-    max_connections_per_ip: int = 20
-    idle_timeout: int = 300
-    data_timeout: int = 300
-    ban_after_failures: int = 5
-    ban_window: int = 600
-    ban_duration: int = 900
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: str = "info"
-    transfer_log: str = ""
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    password_hash: str
-    home: str
-    permissions: str  # resolved pyftpdlib letters
-    profile: str  # as written in the config, for messages
-
-
-@dataclass(frozen=True)
-class Config:
-    server: ServerSettings
-    tls: TlsSettings
-    limits: LimitSettings
-    logging: LoggingSettings
-    users: tuple[User, ...] = field(default_factory=tuple)
-
-    def listen_signature(self) -> tuple[object, ...]:
-        """The settings that are bound to listening sockets and therefore need a restart to change."""
-        s = self.server
-        return (s.listen_address, s.explicit_port, s.implicit_port)
 
 
 class _Section:
@@ -140,87 +88,6 @@ class _Section:
             raise ConfigError(f"{self.key(unknown[0])}: unknown key")
 
 
-def _port(value: int) -> str | None:
-    return None if 1 <= value <= 65535 else f"{value} is not a port number (1-65535)"
-
-
-def _port_or_zero(value: int) -> str | None:
-    return None if value == 0 else _port(value)
-
-
-def _positive(value: int) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _non_negative(value: int) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in choices else f"{value!r} is not one of {', '.join(choices)}"
-
-    return check
-
-
-def _ip_address(value: str) -> str | None:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return f"{value!r} is not an IP address"
-    return None
-
-
-def _ipv4_or_empty(value: str) -> str | None:
-    if not value:
-        return None
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return f"{value!r} is not an IPv4 address (PASV replies can only carry IPv4)"
-    return None
-
-
-def _banner(value: str) -> str | None:
-    if not value or len(value) > 200 or any(c in value for c in "\r\n\0"):
-        return "must be one line of 1-200 characters"
-    if _VERSION_RE.search(value):
-        return "must not contain a version number"
-    return None
-
-
-def _non_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
-
-
-def _absolute_path(value: str) -> str | None:
-    return None if PurePosixPath(value).is_absolute() else f"{value!r} is not an absolute path"
-
-
-def _user_name(value: str) -> str | None:
-    if not value or len(value) > 64 or not value.isprintable() or " " in value:
-        return "must be 1-64 printable characters without spaces"
-    return None
-
-
-def _password_hash(value: str) -> str | None:
-    try:
-        parse_hash(value)
-    except ValueError as err:
-        if not value.startswith("$"):
-            return "this is not a password hash; generate one with `ftpsd hash-password`"
-        return f"{err}; generate a valid one with `ftpsd hash-password`"
-    return None
-
-
-def _permissions(value: str) -> str | None:
-    try:
-        resolve_permissions(value)
-    except ValueError as err:
-        return str(err)
-    return None
-
-
 def _passive_ports(sec: _Section) -> tuple[int, int]:
     value = sec.get("passive_ports", list, [50000, 60000])
     key = sec.key("passive_ports")
@@ -232,40 +99,36 @@ def _passive_ports(sec: _Section) -> tuple[int, int]:
     return first, last
 
 
-def _path_or_empty(value: str) -> str | None:
-    return _absolute_path(value) if value else None
-
-
 _T = TypeVar("_T")
 _TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool}
 _Check = Callable[[Any], str | None]
-# Per-key checks; the dataclasses above give each key's type and default.
+# Per-key checks; the dataclasses in settings.py give each key's type and default.
 _CHECKS: dict[str, dict[str, _Check]] = {
     "server": {
-        "listen_address": _ip_address,
-        "explicit_port": _port,
-        "implicit_port": _port_or_zero,
-        "masquerade_address": _ipv4_or_empty,
-        "banner": _banner,
+        "listen_address": checks.ip_address,
+        "explicit_port": checks.port,
+        "implicit_port": checks.port_or_zero,
+        "masquerade_address": checks.ipv4_or_empty,
+        "banner": checks.banner,
     },
     "tls": {
-        "certificate": _absolute_path,
-        "private_key": _absolute_path,
-        "min_version": _one_of(TLS_VERSIONS),
-        "ciphers": _non_empty,
-        "groups": _non_empty,
-        "renewal_warning_days": _positive,
+        "certificate": checks.absolute_path,
+        "private_key": checks.absolute_path,
+        "min_version": checks.one_of(TLS_VERSIONS),
+        "ciphers": checks.non_empty,
+        "groups": checks.non_empty,
+        "renewal_warning_days": checks.positive,
     },
     "limits": {
-        "max_connections": _positive,
-        "max_connections_per_ip": _positive,
-        "idle_timeout": _positive,
-        "data_timeout": _positive,
-        "ban_after_failures": _non_negative,
-        "ban_window": _positive,
-        "ban_duration": _positive,
+        "max_connections": checks.positive,
+        "max_connections_per_ip": checks.positive,
+        "idle_timeout": checks.positive,
+        "data_timeout": checks.positive,
+        "ban_after_failures": checks.non_negative,
+        "ban_window": checks.positive,
+        "ban_duration": checks.positive,
     },
-    "logging": {"level": _one_of(LOG_LEVELS), "transfer_log": _path_or_empty},
+    "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
 }
 
 
@@ -305,16 +168,16 @@ def _parse_users(data: object) -> tuple[User, ...]:
     names: set[str] = set()
     for index, item in enumerate(data):
         sec = _Section(f"users[{index}]", item)
-        name = sec.get("name", str, check=_user_name)
+        name = sec.get("name", str, check=checks.user_name)
         if name in names:
             raise ConfigError(f"users[{index}].name: duplicate user name {name!r}")
         names.add(name)
-        profile = sec.get("permissions", str, check=_permissions)
+        profile = sec.get("permissions", str, check=checks.permissions)
         users.append(
             User(
                 name=name,
-                password_hash=sec.get("password_hash", str, check=_password_hash),
-                home=sec.get("home", str, check=_absolute_path),
+                password_hash=sec.get("password_hash", str, check=checks.password_hash),
+                home=sec.get("home", str, check=checks.absolute_path),
                 permissions=resolve_permissions(profile),
                 profile=profile,
             )

@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from ftpsd.doctor.control import ControlChannel, Reply
-from ftpsd.doctor.network import ConnectFailed, Failure, connect
+from ftpsd.doctor.network import Advice, ConnectFailed, Failure, connect, explain
 
 MAX_DOWNLOAD = 16 * 1024 * 1024  # listings and the probe file are small; never buffer without end
 
@@ -126,28 +126,26 @@ SESSION_REUSE_REFUSED = 522
 LOG_HINT = "check the server log (journalctl -u ftpsd)"
 
 
-def _connect_problem(error: ConnectFailed) -> tuple[str, str]:
-    where = f"{error.host}:{error.port}"
-    if error.kind is Failure.TIMEOUT:
-        return (
-            f"the data connection to {where} timed out: the passive port range is not open in a "
-            "firewall between you and the server (packets to it are dropped)",
-            FIREWALL_HINT.format(port=error.port),
-        )
-    if error.kind is Failure.REFUSED:
-        return (
-            f"the data connection to {where} was refused: nothing listens there (a NAT device "
-            "forwarding other ports, or a wrong announced address), or a firewall rejects the "
-            "passive port range",
-            FIREWALL_HINT.format(port=error.port),
-        )
-    return (f"no data connection to {where}: {error.detail}", "check the routes to the server")
+_DATA_ADVICE: Advice = {
+    Failure.TIMEOUT: (
+        "the data connection to {where} timed out: the passive port range is not open in a "
+        "firewall between you and the server (packets to it are dropped)",
+        FIREWALL_HINT,
+    ),
+    Failure.REFUSED: (
+        "the data connection to {where} was refused: nothing listens there (a NAT device "
+        "forwarding other ports, or a wrong announced address), or a firewall rejects the "
+        "passive port range",
+        FIREWALL_HINT,
+    ),
+}
+_DATA_OTHER = ("no data connection to {where}: {detail}", "check the routes to the server")
 
 
 def transfer_problem(transfer: Transfer) -> tuple[str, str] | None:
     """Diagnosis and hint for a transfer that did not complete, or None if it did."""
     if transfer.connect_error is not None:
-        return _connect_problem(transfer.connect_error)
+        return explain(transfer.connect_error, _DATA_ADVICE, _DATA_OTHER)
     final = transfer.final
     server_said = f" (server: «{final}»)" if final else ""
     if transfer.tls_error and final is not None and final.code == SESSION_REUSE_REFUSED:

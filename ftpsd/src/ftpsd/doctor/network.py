@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Mapping
 from enum import StrEnum
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
@@ -53,31 +54,49 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
         raise ConnectFailed(classify(err), host, port, detail) from err
 
 
+# Diagnosis and hint per kind of failure; explain() fills in where, host, port, detail and timeout.
+Advice = Mapping[Failure, tuple[str, str]]
+
+_CONTROL_ADVICE: Advice = {
+    Failure.REFUSED: (
+        "connection to {where} refused: the host answered but nothing listens on port "
+        "{port} (server down, or wrong port), or a firewall rejects it",
+        "on the server: `systemctl status ftpsd` and `ss -ltn`; check the port "
+        "(explicit FTPS usually 21, implicit 990 with --implicit)",
+    ),
+    Failure.TIMEOUT: (
+        "connection to {where} timed out after {timeout:g}s: a firewall drops the packets, "
+        "or the host is down",
+        "open TCP port {port} in the server's firewall (the firewall role) and in any "
+        "network firewall or security group on the way; check that the host is up",
+    ),
+    Failure.UNREACHABLE: (
+        "no route to {where} ({detail}): the network path is broken or the host is down",
+        "check the address, this machine's routes and VPN, and that the host is up",
+    ),
+    Failure.UNRESOLVED: (
+        "cannot resolve {host!r} ({detail})",
+        "check the host name, or connect by IP address",
+    ),
+}
+_CONTROL_OTHER = ("cannot connect to {where}: {detail}", "check the address and the port")
+
+
+def explain(
+    failure: ConnectFailed, advice: Advice, other: tuple[str, str], timeout: float = 0.0
+) -> tuple[str, str]:
+    """Diagnosis and hint for ``failure`` from ``advice`` (``other`` for a kind it does not list)."""
+    values = {
+        "where": f"{failure.host}:{failure.port}",
+        "host": failure.host,
+        "port": failure.port,
+        "detail": failure.detail,
+        "timeout": timeout,
+    }
+    diagnosis, hint = advice.get(failure.kind, other)
+    return diagnosis.format(**values), hint.format(**values)
+
+
 def describe_control_failure(failure: ConnectFailed, timeout: float) -> tuple[str, str]:
     """Diagnosis and hint for a control connection that could not be opened."""
-    where = f"{failure.host}:{failure.port}"
-    if failure.kind is Failure.REFUSED:
-        return (
-            f"connection to {where} refused: the host answered but nothing listens on port "
-            f"{failure.port} (server down, or wrong port), or a firewall rejects it",
-            "on the server: `systemctl status ftpsd` and `ss -ltn`; check the port "
-            "(explicit FTPS usually 21, implicit 990 with --implicit)",
-        )
-    if failure.kind is Failure.TIMEOUT:
-        return (
-            f"connection to {where} timed out after {timeout:g}s: a firewall drops the packets, "
-            "or the host is down",
-            f"open TCP port {failure.port} in the server's firewall (the firewall role) and in any "
-            "network firewall or security group on the way; check that the host is up",
-        )
-    if failure.kind is Failure.UNREACHABLE:
-        return (
-            f"no route to {where} ({failure.detail}): the network path is broken or the host is down",
-            "check the address, this machine's routes and VPN, and that the host is up",
-        )
-    if failure.kind is Failure.UNRESOLVED:
-        return (
-            f"cannot resolve {failure.host!r} ({failure.detail})",
-            "check the host name, or connect by IP address",
-        )
-    return (f"cannot connect to {where}: {failure.detail}", "check the address and the port")
+    return explain(failure, _CONTROL_ADVICE, _CONTROL_OTHER, timeout)

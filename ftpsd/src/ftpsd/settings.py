@@ -1,0 +1,86 @@
+"""The settings the server runs with: frozen, typed dataclasses with the deployment's defaults.
+
+Kept apart from the parser so that code which only reads settings (TLS, login, the authorizer) does
+not depend on how they are validated, and so that each default is written once: the parser takes
+every key's type and default from these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Mozilla server-side TLS guidelines 6.0, "intermediate": ECDHE key exchange only (no DHE suites).
+MOZILLA_INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+# The hybrid post-quantum group first (offered only where the TLS library has it, see tls.py), then
+# the classical groups of the same profile.
+POST_QUANTUM_GROUP = "X25519MLKEM768"
+MOZILLA_INTERMEDIATE_GROUPS = f"{POST_QUANTUM_GROUP}:X25519:prime256v1:secp384r1"
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen_address: str = "0.0.0.0"  # noqa: S104 - an FTP server listens on all interfaces by default
+    explicit_port: int = 21
+    implicit_port: int = 0
+    passive_ports: tuple[int, int] = (50000, 60000)
+    masquerade_address: str = ""
+    banner: str = "Secure file server ready."
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    certificate: str
+    private_key: str
+    min_version: str = "TLSv1.2"
+    ciphers: str = MOZILLA_INTERMEDIATE_CIPHERS
+    groups: str = MOZILLA_INTERMEDIATE_GROUPS
+    # The server logs a warning once a day while its certificate expires within this many days (the
+    # deployment's renewal window, ftps_certificate_renew_before_days).
+    renewal_warning_days: int = 30
+    require_session_reuse: bool = True
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_connections: int = 512
+    max_connections_per_ip: int = 20
+    idle_timeout: int = 300
+    data_timeout: int = 300
+    ban_after_failures: int = 5
+    ban_window: int = 600
+    ban_duration: int = 900
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "info"
+    transfer_log: str = ""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password_hash: str
+    home: str
+    permissions: str  # resolved pyftpdlib letters
+    profile: str  # as written in the config, for messages
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerSettings
+    tls: TlsSettings
+    limits: LimitSettings
+    logging: LoggingSettings
+    users: tuple[User, ...] = field(default_factory=tuple)
+
+    def listen_signature(self) -> tuple[object, ...]:
+        """The settings that are bound to listening sockets and therefore need a restart to change."""
+        s = self.server
+        return (s.listen_address, s.explicit_port, s.implicit_port)
