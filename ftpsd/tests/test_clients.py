@@ -88,8 +88,10 @@ def test_wget_lists_and_downloads(server: ServerProcess, tmp_path: Path, implici
     got = run([*base, "-O", str(tmp_path / "back.bin"), f"ftps://127.0.0.1:{port}/{name}"])
     assert got.returncode == 0, got.stderr
     assert hashlib.sha256((tmp_path / "back.bin").read_bytes()).hexdigest() == SHA256
+    # --no-remove-listing keeps wget's raw LIST output (.listing) in its working directory.
     listing = run(
-        [*base, "--no-remove-listing", "-O", str(tmp_path / "index.html"), f"ftps://127.0.0.1:{port}/"]
+        [*base, "--no-remove-listing", "-O", str(tmp_path / "index.html"), f"ftps://127.0.0.1:{port}/"],
+        cwd=tmp_path,
     )
     assert listing.returncode == 0, listing.stderr
     assert name in (tmp_path / "index.html").read_text()
