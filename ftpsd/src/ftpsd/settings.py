@@ -25,6 +25,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """Where and how the server listens; the listening addresses need a restart to change."""
+
     listen_address: str = "0.0.0.0"  # noqa: S104 - an FTP server listens on all interfaces by default
     explicit_port: int = 21
     implicit_port: int = 0
@@ -35,6 +37,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class TlsSettings:
+    """The TLS policy: only the key pair is required, the rest defaults to Mozilla's intermediate."""
+
     certificate: str
     private_key: str
     min_version: str = "TLSv1.2"
@@ -48,6 +52,8 @@ class TlsSettings:
 
 @dataclass(frozen=True)
 class LimitSettings:
+    """Bounds that keep one client or one address from exhausting the server."""
+
     max_connections: int = 512
     max_connections_per_ip: int = 20
     idle_timeout: int = 300
@@ -59,12 +65,16 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class LoggingSettings:
+    """The service log (journal) and the optional JSON-lines transfer audit log."""
+
     level: str = "info"
     transfer_log: str = ""
 
 
 @dataclass(frozen=True)
 class User:
+    """A virtual user as the server checks it: letters resolved from the profile, the profile kept for messages."""
+
     name: str
     password_hash: str
     home: str
