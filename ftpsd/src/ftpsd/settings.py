@@ -73,7 +73,7 @@ class LoggingSettings:
 
 @dataclass(frozen=True)
 class User:
-    """A virtual user as the server checks it: letters resolved from the profile, the profile kept for messages."""
+    """A virtual user as the server checks it: letters resolved, the profile name kept for messages."""
 
     name: str
     password_hash: str
