@@ -35,3 +35,26 @@ def test_due_certificate_is_renewed():
     assert run.rc == 0, run.output
     assert re.search(r"renewed \(36[45] days left\)", run.output), run.output
     assert serial(host) != before
+
+
+def test_failed_renewal_exits_non_zero_and_keeps_the_certificate_in_service():
+    """A renewal that fails on the way (here the organization CA cannot be created on the controller: its
+    folder would be under /proc) fails the run, names the host as failed with its days left, and leaves the
+    installed key and certificate as they were, the server running."""
+    host = lab_host(HOST)
+    key_before = host.file("/etc/ftpsd/tls/server.key").sha256sum
+    before = serial(host)
+    run = run_playbook(
+        "--limit",
+        HOST,
+        *("-e", "ftps_certificate_mode=internal_ca"),
+        *("-e", "ftps_certificate_ca_dir=/proc/no-ca-can-live-here"),
+        *("-e", "ftps_certificate_ca_passphrase=a-passphrase-of-enough-length"),
+        playbook=RENEW,
+    )
+    assert run.rc != 0, run.output
+    assert re.search(r"failed: .* \(\d+ days left\)", run.output), run.output
+    assert "certificate renewal failed" in run.output, run.output
+    assert serial(host) == before
+    assert host.file("/etc/ftpsd/tls/server.key").sha256sum == key_before
+    assert host.service("ftpsd").is_running
