@@ -273,7 +273,8 @@ def teardown() -> None:
         log(f"tearing lab {LAB_NAME} down")
         lab_tool("down")
         status = lab_tool("status").strip()
-    if status != f"lab {LAB_NAME}: down":
+    # The lab tool names the lab with LAB_PREFIX when one is set (parallel runs).
+    if status != f"lab {os.environ.get('LAB_PREFIX', '')}{LAB_NAME}: down":
         raise BenchError(f"lab {LAB_NAME} is not fully down:\n{status}")
 
 
