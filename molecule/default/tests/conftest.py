@@ -156,7 +156,8 @@ def reachable(address: str, port: int) -> bool:
     except TimeoutError:
         return False
     except OSError as err:
-        if err.errno == errno.EHOSTUNREACH:  # ICMP "administratively prohibited"
+        # ICMP "administratively prohibited" (firewalld's reject): EHOSTUNREACH over IPv4, EACCES over IPv6.
+        if err.errno in {errno.EHOSTUNREACH, errno.EACCES}:
             return False
         raise
     return True

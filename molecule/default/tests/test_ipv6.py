@@ -14,12 +14,16 @@ import os
 import socket
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import CONNECT_TIMEOUT, client_context, login, reachable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from ftpsd.client import ImplicitFTPS
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+INVENTORY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "inventory"
 
 
 def test_control_ports_and_passive_range_reachable_over_ipv6(deployment):
@@ -96,3 +100,22 @@ def test_doctor_checks_the_host_over_ipv6(deployment, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout, result.stdout
+
+
+def test_verify_playbook_checks_the_host_over_ipv6(host, deployment):
+    """verify.yml (the health gate's checks) with verify_address set to the host's IPv6 literal."""
+    name = host.backend.get_hostname()
+    command = ["ansible-playbook", "-i", str(INVENTORY), "playbooks/verify.yml", "--limit", name]
+    command += ["-e", f"verify_address={deployment.address6}"]
+    # Molecule's environment points ANSIBLE_ROLES_PATH at its own folders; the playbooks need the project's.
+    plain = {
+        **os.environ,
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+    }
+    result = subprocess.run(
+        command, cwd=PROJECT, env=plain, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"TCP connection to {deployment.address6}:" in result.stdout, result.stdout
