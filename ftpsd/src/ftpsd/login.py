@@ -43,7 +43,8 @@ class PasswordLogin:
             logger.debug("password of %r accepted from the login cache", user.name)
             self.offload.waker.call_soon(self._password_checked, True, user)
             return
-        self.offload.run(self.login_cache.verify, (self.username, encoded, line), self._password_checked, user)
+        check = (self.username, encoded, line)
+        self.offload.run(self.login_cache.verify, check, self._password_checked, user)
 
     def _password_checked(self, verdict: object, user: User | None) -> None:
         if self._closed:
