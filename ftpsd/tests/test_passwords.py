@@ -2,6 +2,8 @@
 
 import base64
 import hashlib
+import subprocess
+import sys
 
 import argon2
 import pytest
@@ -113,3 +115,38 @@ def test_scrypt_hashes_of_earlier_versions_still_verify() -> None:
     # Hashes carry their own cost, so other parameters verify as well.
     cheap = hashlib.scrypt(b"pw", salt=salt, n=1 << 12, r=8, p=1, dklen=32)
     assert verify_password("pw", f"$scrypt$ln=12,r=8,p=1${b64(salt)}${b64(cheap)}")
+
+
+_RSS_AFTER_HASHING = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from ftpsd import passwords
+
+def rss_kib():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+
+if sys.argv[1] == "kept-off":
+    passwords.keep_kdf_memory_off_the_heap()
+before = rss_kib()
+with ThreadPoolExecutor(4) as pool:  # as the server's workers: alive after their hashes
+    list(pool.map(lambda _: passwords.hash_password("x"), range(12)))
+    print(rss_kib() - before)
+"""
+
+
+@pytest.mark.parametrize(("mode", "resident"), [("kept-off", False), ("default", True)])
+def test_kdf_memory_goes_back_to_the_system(mode: str, resident: bool) -> None:
+    """With keep_kdf_memory_off_the_heap, 4 worker threads that hashed keep no 19 MiB blocks each.
+
+    The default case shows what the function prevents (glibc's heaps keep the blocks), so the check
+    cannot pass by accident.
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", _RSS_AFTER_HASHING, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    grown_mib = int(run.stdout) / 1024
+    assert (grown_mib > 30) is resident, f"{mode}: RSS grew by {grown_mib:.1f} MiB"

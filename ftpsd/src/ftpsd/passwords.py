@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
 import hashlib
 import hmac
 import os
@@ -149,6 +150,24 @@ def _parse_scrypt(match: re.Match[str]) -> ScryptHash:
     if 128 * r * (1 << log2_n) > MAX_MEMORY - 1024 * 1024:
         raise ValueError(f"parameters need more than {MAX_MEMORY // (1024 * 1024)} MiB")
     return ScryptHash(log2_n, r, p, *_salt_and_digest(match["salt"], match["hash"]))
+
+
+# glibc's mallopt parameter for the size from which malloc maps memory instead of using the heap.
+_M_MMAP_THRESHOLD = -3
+_MMAP_FROM = 1 << 20
+
+
+def keep_kdf_memory_off_the_heap() -> None:
+    """Have glibc map the KDF's large blocks, so that each goes back to the system after its hash.
+
+    Without this, glibc raises its mmap threshold (up to 32 MiB) after the first mapped block is freed;
+    from then on argon2id's 19 MiB blocks come from the worker threads' heaps and stay resident, about
+    19 MiB per worker for the life of the process. A fixed threshold turns that raising off. Where
+    the C library has no mallopt (musl), nothing changes.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
 
 
 def parse_hash(encoded: str) -> Argon2Hash | ScryptHash:

@@ -29,6 +29,7 @@ from ftpsd.config import Config, ConfigError, load_config
 from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
 from ftpsd.logincache import LoginCache
 from ftpsd.offload import LoopWaker, Offloader
+from ftpsd.passwords import keep_kdf_memory_off_the_heap
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
@@ -111,6 +112,7 @@ class Server:
         self.waker = LoopWaker(self.ioloop)
         limits = self.config.limits
         self.bans = BanTracker(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        keep_kdf_memory_off_the_heap()  # a login flood must not leave workers x 19 MiB resident
         self.offload = Offloader(self.waker, workers=min(4, os.cpu_count() or 1))
         self.login_cache = LoginCache(limits.login_cache_ttl)
         # Fresh subclasses so that class-level settings never leak between Server instances.
