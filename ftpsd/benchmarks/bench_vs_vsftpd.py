@@ -61,10 +61,19 @@ class Target:
         return f"ftp://{HOST}:{self.port}/{path}"
 
 
+# Passive ranges: vsftpd 41000-41999, ftpsd 43000-43999. A listening port inside one is refused.
+PASSIVE_PORTS = range(41000, 44000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A free port outside the passive ranges (bounded: the kernel hands out other ports soon)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in PASSIVE_PORTS:
+            return port
+    raise RuntimeError("no free port outside the passive ranges")
 
 
 def wait_for_banner(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
