@@ -24,7 +24,7 @@ class PasswordLogin:
     login_cache: LoginCache  # set by server.Server._apply: repeat logins skip the KDF
 
     def ftp_PASS(self, line: str) -> None:
-        """Verify the password in a worker thread; the session reads no commands until the verdict."""
+        """Verify the password (login cache, else a worker thread); no commands are read until the verdict."""
         if self.authenticated:
             self.respond("503 User already authenticated.")
             return
