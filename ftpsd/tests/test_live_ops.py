@@ -163,7 +163,7 @@ def test_hash_password_reads_stdin() -> None:
     result = ftpsd("hash-password", stdin="s3cret pass\n")
     assert result.returncode == 0, result.stderr
     encoded = result.stdout.strip()
-    assert encoded.startswith("$scrypt$ln=15,r=8,p=1$")
+    assert encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert verify_password("s3cret pass", encoded)
     assert not verify_password("s3cret pass\n", encoded)
     assert ftpsd("hash-password", stdin="").returncode == 1

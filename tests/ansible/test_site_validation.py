@@ -110,6 +110,10 @@ CASES = {
         {"ftps_server_masquerade_address": "ftp.example.com"},
         "ftps_server_masquerade_address (ftp.example.com) empty or an IPv4 address",
     ),
+    "negative login cache lifetime": (
+        {"ftps_server_login_cache_ttl": -1},
+        "ftps_server_login_cache_ttl (-1) must be 0 (no login cache) or a number of seconds",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",

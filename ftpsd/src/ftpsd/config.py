@@ -127,6 +127,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "ban_after_failures": checks.non_negative,
         "ban_window": checks.positive,
         "ban_duration": checks.positive,
+        "login_cache_ttl": checks.non_negative,
     },
     "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
 }

@@ -1,6 +1,6 @@
-"""Login: scrypt passwords verified off the event loop, and bans after repeated failures.
+"""Login: passwords verified off the event loop (or from the login cache), and bans after failures.
 
-pyftpdlib calls the authorizer inside the event loop; one scrypt (about 0.1 s) would stall every
+pyftpdlib calls the authorizer inside the event loop; one argon2id (about 0.03 s) would stall every
 session. Here PASS hands the check to a worker thread (offload.Offloader), the session reads no
 commands until the verdict comes back, and unknown users are checked against a dummy hash so that
 their timing matches real ones.
@@ -12,7 +12,8 @@ import logging
 import os
 
 from ftpsd.config import User
-from ftpsd.passwords import DUMMY_HASH, verify_password
+from ftpsd.logincache import LoginCache
+from ftpsd.passwords import DUMMY_HASH
 
 logger = logging.getLogger("ftpsd")
 
@@ -20,8 +21,10 @@ logger = logging.getLogger("ftpsd")
 class PasswordLogin:
     """PASS for the control handler: off-loop verification, bans (bans.BanTracker), existing homes."""
 
+    login_cache: LoginCache  # set by server.Server._apply: repeat logins skip the KDF
+
     def ftp_PASS(self, line: str) -> None:
-        """Verify the password in a worker thread; the session reads no commands until the verdict."""
+        """Verify the password (login cache, else a worker thread); no commands are read until the verdict."""
         if self.authenticated:
             self.respond("503 User already authenticated.")
             return
@@ -35,7 +38,13 @@ class PasswordLogin:
         user = self.authorizer.lookup(self.username)
         encoded = user.password_hash if user is not None else DUMMY_HASH
         self.del_channel()
-        self.offload.run(verify_password, (line, encoded), self._password_checked, user)
+        if user is not None and self.login_cache.hit(user.name, encoded, line):
+            # Verified with this password and hash less than login_cache_ttl ago: no KDF this time.
+            logger.debug("password of %r accepted from the login cache", user.name)
+            self.offload.waker.call_soon(self._password_checked, True, user)
+            return
+        check = (self.username, encoded, line)
+        self.offload.run(self.login_cache.verify, check, self._password_checked, user)
 
     def _password_checked(self, verdict: object, user: User | None) -> None:
         if self._closed:

@@ -29,7 +29,9 @@ from ftpsd.bans import BanTracker
 from ftpsd.certexpiry import CHECK_INTERVAL, warn_if_due
 from ftpsd.config import Config, ConfigError, load_config
 from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
+from ftpsd.logincache import LoginCache
 from ftpsd.offload import LoopWaker, Offloader
+from ftpsd.passwords import keep_kdf_memory_off_the_heap
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
@@ -125,7 +127,9 @@ class Server:
         self.waker = LoopWaker(self.ioloop)
         limits = self.config.limits
         self.bans = BanTracker(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        keep_kdf_memory_off_the_heap()  # a login flood must not leave workers x 19 MiB resident
         self.offload = Offloader(self.waker, workers=min(4, os.cpu_count() or 1))
+        self.login_cache = LoginCache(limits.login_cache_ttl)
         # Fresh subclasses so that class-level settings never leak between Server instances.
         self.explicit_cls: type[FtpsControlHandler] = type("ExplicitHandler", (FtpsControlHandler,), {})
         self.implicit_cls: type[FtpsControlHandler] = type(
@@ -175,6 +179,7 @@ class Server:
             cls.transfer_log = prepared.transfer_log
             cls.bans = self.bans
             cls.offload = self.offload
+            cls.login_cache = self.login_cache
             cls.dtp_handler = self.data_cls
             cls.require_session_reuse = config.tls.require_session_reuse
             cls.banner = server.banner
@@ -183,6 +188,7 @@ class Server:
             cls.masquerade_address = server.masquerade_address or None
         self.data_cls.timeout = limits.data_timeout
         self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        self.login_cache.configure(limits.login_cache_ttl)
         if self._transfer_log is not None:
             self._transfer_log.close()
         self._transfer_log = prepared.transfer_log

@@ -62,6 +62,9 @@ class LimitSettings:
     ban_after_failures: int = 5
     ban_window: int = 600
     ban_duration: int = 900
+    # Seconds a successful password check is remembered so repeat logins skip the KDF (logincache.py);
+    # 0 turns the cache off.
+    login_cache_ttl: int = 600
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def test_config_matches_inventory(host, deployment):
     present = {u.name: u for u in deployment.users.values() if u.present}
     assert {u["name"] for u in config["users"]} == set(present)
     for entry in config["users"]:
-        assert entry["password_hash"].startswith("$scrypt$")
+        assert entry["password_hash"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
         assert entry["home"] == present[entry["name"]].home
         assert entry["permissions"] == present[entry["name"]].permissions
     assert config["server"]["passive_ports"] == list(deployment.passive)

@@ -7,8 +7,10 @@ check mode with --diff, so it costs about a minute and a half; one host shows it
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ftplib
+import hashlib
 import json
 import os
 import secrets
@@ -16,7 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, login
+from conftest import Deployment, login, run_on_host
+from ftpsd.passwords import ScryptHash
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "inventory"
@@ -99,6 +102,31 @@ def test_password_and_permission_changes_reload_without_dropping_sessions(host, 
     login(deployment, audit).close()
 
 
+def test_scrypt_hash_of_earlier_versions_verifies_until_a_run_replaces_it(host, deployment):
+    """A config written before argon2id (scrypt N=2^15) keeps working; the next run rewrites only the hash."""
+    if host.backend.get_hostname() != HOST:
+        pytest.skip(f"shown on {HOST}")
+    config = "/etc/ftpsd/ftpsd.toml"
+    current = host.file(config).content_string
+    user = deployment.user("full")
+    argon2 = current.split(f'name = "{user.name}"\npassword_hash = "', 1)[1].split('"', 1)[0]
+    assert argon2.startswith("$argon2id$")
+    salt = base64.b64decode(argon2.split("$")[4] + "==")
+    key = hashlib.scrypt(user.password.encode(), salt=salt, n=1 << 15, r=8, p=1, maxmem=64 << 20, dklen=32)
+    legacy = current.replace(argon2, ScryptHash(15, 8, 1, salt, key).encode())
+    # cat keeps the file's owner and mode: only its content is the old one.
+    written = run_on_host(deployment, f"cat > {config} && systemctl reload ftpsd", stdin=legacy)
+    assert written.returncode == 0, written.stderr
+    assert "$scrypt$ln=15,r=8,p=1$" in host.file(config).content_string
+    # The old hash verifies on the live server (the login cache cannot answer: its keys include the hash).
+    login(deployment, user).close()
+    output = site()
+    assert RELOAD in output
+    assert RESTART not in output
+    assert host.file(config).content_string == current  # the hash again, and nothing else changed
+    login(deployment, user).close()
+
+
 def test_check_mode_with_diff_shows_a_change_makes_none_and_prints_no_secret(host, deployment, tmp_path):
     """--check --diff with a narrower passive range: the firewall's diff shows it, the host keeps its
     files, rules and process, and neither a password nor a hash reaches the output."""
@@ -119,7 +147,7 @@ def test_check_mode_with_diff_shows_a_change_makes_none_and_prints_no_secret(hos
     assert {path: host.file(path).sha256sum for path in CHECK_MODE_WATCHED} == before
     assert f"{first}-{last}" in host.check_output("nft list chain inet ftps_firewall input")
     assert main_pid(host) == pid
-    assert "$scrypt$" not in output
+    assert "$argon2id$" not in output
     for user in deployment.users.values():
         if user.password:
             assert user.password not in output

@@ -74,7 +74,7 @@ def _under(path: str, root: str) -> bool:
 
 
 def _password_hash(password: object, host: str, user: str) -> str:
-    """The ftpsd scrypt hash of one password, salted for this host and user."""
+    """The ftpsd password hash (argon2id) of one password, salted for this host and user."""
     if not isinstance(password, str) or not password:
         raise AnsibleFilterError(f"ftps_server_users: user {user!r} has no password")
     return _ftpsd("passwords").hash_password(str(password), _salt(host, user))
