@@ -229,3 +229,31 @@ def test_classical_client_gets_x25519(server: ServerProcess) -> None:
 
 def test_server_log_names_the_offered_groups(server: ServerProcess) -> None:
     assert "TLS key exchange groups offered: X25519MLKEM768:X25519:prime256v1:secp384r1" in server.log()
+
+
+def download_session(ftp: ftplib.FTP_TLS, name: str) -> tuple[bool, bytes]:
+    """RETR name, read it to the end (so every record the server sent is processed); (resumed?, session id)."""
+    conn = ftp.transfercmd(f"RETR {name}")
+    while conn.recv(65536):
+        pass
+    reused, session = conn.session_reused, conn.session
+    conn.close()
+    ftp.voidresp()
+    return reused, session.id if session is not None else b""
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["tls13", "tls12"])
+def test_data_connections_get_no_session_ticket(server: ServerProcess, version: ssl.TLSVersion) -> None:
+    """Issue 13, item 4: a ticket the client never reads turns its close into a reset (upload lost, 426)."""
+    (server.setup.shared / "ticket-probe.bin").write_bytes(b"x" * 1000)
+    context = client_context()
+    context.maximum_version = version
+    ftp = connect(server, "fbt_admin", context=context)
+    ftp.voidcmd("TYPE I")
+    control_session = ftp.sock.session
+    assert control_session is not None and control_session.has_ticket  # the control connection has one
+    for _ in range(2):
+        # A ticket on the data connection would have replaced the client's session by a new one.
+        assert download_session(ftp, "ticket-probe.bin") == (True, control_session.id)
+    ftp.quit()
+    (server.setup.shared / "ticket-probe.bin").unlink()

@@ -1,6 +1,7 @@
 """The data channel (FtpsDataHandler): TLS session check, the TLS send path and transfer errors.
 
-Every data connection must resume the TLS session of its own control connection (522 otherwise).
+Every data connection must resume the TLS session of its own control connection (522 otherwise) and
+is sent no session ticket of its own (tls.withhold_tickets says why).
 Downloads are written as many TLS records at a time as the socket takes; uploads are read and
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
 rule is in uploads.py).
@@ -18,7 +19,7 @@ from pyftpdlib.handlers import TLS_DTPHandler
 from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
-from ftpsd.tls import session_reused, write_available
+from ftpsd.tls import session_reused, withhold_tickets, write_available
 from ftpsd.uploads import AtomicUploadDTP
 
 logger = logging.getLogger("ftpsd")
@@ -29,6 +30,11 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
     ac_out_buffer_size = 262144
+
+    def secure_connection(self, ssl_context: SSL.Context) -> None:
+        super().secure_connection(ssl_context)
+        if isinstance(self.socket, SSL.Connection):
+            withhold_tickets(self.socket)
 
     def push_with_producer(self, producer: Any) -> None:  # noqa: ANN401 - pyftpdlib producer
         if isinstance(producer, FileProducer):
