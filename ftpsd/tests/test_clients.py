@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, ServerProcess
+from conftest import PASSWORDS, ServerProcess, client_context
 
 pytestmark = pytest.mark.live
 
@@ -173,3 +175,66 @@ def test_rclone_round_trip_with_one_connection(server: ServerProcess, tmp_path: 
     purge = rclone(server, "fbt_admin", one, "purge", "srv:rclone")
     assert purge.returncode == 0, purge.stderr
     assert not (server.setup.shared / "rclone").exists()
+
+
+class PipeliningClient:
+    """A raw FTPS client that sends several commands in one TLS write, as pipelining clients do."""
+
+    def __init__(self, srv: ServerProcess, implicit: bool) -> None:
+        port = srv.setup.implicit_port if implicit else srv.setup.explicit_port
+        raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+        if not implicit:
+            plain = raw.makefile("rb")
+            assert self._reply(plain) == "220"
+            raw.sendall(b"AUTH TLS\r\n")
+            assert self._reply(plain) == "234"
+        self.tls = client_context().wrap_socket(raw)
+        self.file = self.tls.makefile("rb")
+        if implicit:
+            assert self.codes(1) == ["220"]
+
+    @staticmethod
+    def _reply(file: object) -> str:
+        """The code of the next complete reply (the last line of a multi-line one is 'NNN text')."""
+        while True:
+            line = file.readline().decode()  # type: ignore[attr-defined]
+            assert line, "connection closed"
+            if line[:3].isdigit() and line[3:4] == " ":
+                return line[:3]
+
+    def send(self, *commands: str) -> None:
+        self.tls.sendall("".join(f"{command}\r\n" for command in commands).encode())
+
+    def codes(self, count: int) -> list[str]:
+        return [self._reply(self.file) for _ in range(count)]
+
+    def close(self) -> None:
+        self.tls.close()
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_pipelined_login_is_answered_in_order(server: ServerProcess, implicit: bool) -> None:
+    """Issue 13, item 1: commands written together with PASS wait for its verdict (RFC 959 order)."""
+    client = PipeliningClient(server, implicit)
+    client.send("USER fbt_admin", f"PASS {PASSWORDS['fbt_admin']}", "PWD", "NOOP")
+    assert client.codes(4) == ["331", "230", "257", "200"]
+    client.send("QUIT")
+    assert client.codes(1) == ["221"]
+    client.close()
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_pipelined_commands_after_a_failed_login_wait_for_its_530(server: ServerProcess, implicit: bool) -> None:
+    """A wrong password is answered after a delay; what follows it must still come after the 530."""
+    client = PipeliningClient(server, implicit)
+    client.send(
+        "USER fbt_admin",
+        "PASS wrong",
+        "PWD",
+        "USER reader",
+        f"PASS {PASSWORDS['reader']}",
+        "PWD",
+        "NOOP",
+    )
+    assert client.codes(7) == ["331", "530", "530", "331", "230", "257", "200"]
+    client.close()

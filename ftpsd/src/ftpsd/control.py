@@ -2,7 +2,8 @@
 
 Stock pyftpdlib 2.2.0 falls short in ways each piece closes (see README.md): TLS is mandatory on
 both channels and PROT C is refused (DataProtection), malformed command lines never reach the
-filesystem (InputHygiene), passwords are checked off the event loop with bans (login.PasswordLogin),
+filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (ordering.OrderedReplies),
+passwords are checked off the event loop with bans (login.PasswordLogin),
 uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged (TransferLogging), and
 paths never leave the home (filesystem.SecureFS). Each mixin comes before TLS_FTPHandler in the bases,
 so its ``super()`` calls reach pyftpdlib.
@@ -22,6 +23,7 @@ from ftpsd.data import FtpsDataHandler
 from ftpsd.filesystem import SecureFS
 from ftpsd.login import PasswordLogin
 from ftpsd.offload import Offloader
+from ftpsd.ordering import OrderedReplies
 from ftpsd.tls import TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
 from ftpsd.uploads import AtomicUploadCommands
@@ -104,7 +106,13 @@ class TransferLogging:
 
 
 class FtpsControlHandler(
-    InputHygiene, DataProtection, PasswordLogin, AtomicUploadCommands, TransferLogging, TLS_FTPHandler
+    OrderedReplies,
+    InputHygiene,
+    DataProtection,
+    PasswordLogin,
+    AtomicUploadCommands,
+    TransferLogging,
+    TLS_FTPHandler,
 ):
     """Explicit FTPS control channel (AUTH TLS on the plain port). Configured by server.py."""
 
