@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import ssl
 import subprocess
 from pathlib import Path
 
@@ -224,7 +223,9 @@ def test_pipelined_login_is_answered_in_order(server: ServerProcess, implicit: b
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
-def test_pipelined_commands_after_a_failed_login_wait_for_its_530(server: ServerProcess, implicit: bool) -> None:
+def test_pipelined_commands_after_a_failed_login_wait_for_its_530(
+    server: ServerProcess, implicit: bool
+) -> None:
     """A wrong password is answered after a delay; what follows it must still come after the 530."""
     client = PipeliningClient(server, implicit)
     client.send(

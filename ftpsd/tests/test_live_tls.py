@@ -232,7 +232,7 @@ def test_server_log_names_the_offered_groups(server: ServerProcess) -> None:
 
 
 def download_session(ftp: ftplib.FTP_TLS, name: str) -> tuple[bool, bytes]:
-    """RETR name, read it to the end (so every record the server sent is processed); (resumed?, session id)."""
+    """RETR name, read to the end (every record the server sent is processed); (resumed?, session id)."""
     conn = ftp.transfercmd(f"RETR {name}")
     while conn.recv(65536):
         pass

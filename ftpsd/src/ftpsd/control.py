@@ -4,9 +4,11 @@ Stock pyftpdlib 2.2.0 falls short in ways each piece closes (see README.md): TLS
 both channels and PROT C is refused (DataProtection), malformed command lines never reach the
 filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (ordering.OrderedReplies),
 passwords are checked off the event loop with bans (login.PasswordLogin),
-uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged (TransferLogging), and
-paths never leave the home (filesystem.SecureFS). Each mixin comes before TLS_FTPHandler in the bases,
-so its ``super()`` calls reach pyftpdlib.
+users without list rights get empty listings (listing.EmptyListingWithoutListRight), a session may set
+the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
+(PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
+(TransferLogging), and paths never leave the home (filesystem.SecureFS). Each mixin comes before
+TLS_FTPHandler in the bases, so its ``super()`` calls reach pyftpdlib.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
 from ftpsd.data import FtpsDataHandler
 from ftpsd.filesystem import SecureFS
+from ftpsd.listing import EmptyListingWithoutListRight
 from ftpsd.login import PasswordLogin
 from ftpsd.offload import Offloader
 from ftpsd.ordering import OrderedReplies
+from ftpsd.ownuploads import OwnUploadTimes
 from ftpsd.tls import TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
 from ftpsd.uploads import AtomicUploadCommands
@@ -72,6 +76,21 @@ class DataProtection:
         super().ftp_PROT(line)
 
 
+class PathReplyCodes:
+    """A missing or inaccessible path gets 550 from every command (RFC 959; RFC 3659 for MLSD).
+
+    pyftpdlib answers MLSD of a missing directory with 501 ("syntax error"), and clients such as rclone
+    take only 550/450 for "not found", so "rclone copy dir remote:newdir" failed before the folder existed.
+    Every other path command already answers 550 (tests/test_live_files.py checks each one).
+    """
+
+    def ftp_MLSD(self, path: str) -> str | None:
+        if not self.fs.isdir(path):
+            self.respond("550 No such directory.")
+            return None
+        return super().ftp_MLSD(path)
+
+
 class TransferLogging:
     """One log line and one transfer-log record (transferlog.TransferLog) per transfer."""
 
@@ -109,6 +128,9 @@ class FtpsControlHandler(
     OrderedReplies,
     InputHygiene,
     DataProtection,
+    EmptyListingWithoutListRight,
+    OwnUploadTimes,
+    PathReplyCodes,
     PasswordLogin,
     AtomicUploadCommands,
     TransferLogging,
