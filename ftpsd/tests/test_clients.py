@@ -155,25 +155,51 @@ def rclone(srv: ServerProcess, user: str, *args: str) -> subprocess.CompletedPro
 UPLOADS = 9
 
 
-def test_rclone_round_trip_with_one_connection(server: ServerProcess, tmp_path: Path) -> None:
-    """--ftp-concurrency 1: with more, rclone resumes another control connection's TLS session (522)."""
+def test_rclone_round_trip_at_its_defaults(server: ServerProcess, tmp_path: Path) -> None:
+    """Default concurrency (4 connections): a data connection may resume another connection's session."""
     src = tmp_path / "src"
     src.mkdir()
     for index in range(UPLOADS):
         (src / f"rclone-{index}.bin").write_bytes(PAYLOAD)
-    one = "--ftp-concurrency=1"
-    assert rclone(server, "fbt_admin", one, "mkdir", "srv:rclone").returncode == 0
-    copy = rclone(server, "fbt_admin", one, "copy", str(src), "srv:rclone")
+    # The folder does not exist yet: rclone needs 550 for "not found" (was 501 for MLSD, item 2).
+    copy = rclone(server, "fbt_admin", "copy", str(src), "srv:rclone")
     assert copy.returncode == 0, copy.stderr
-    listing = rclone(server, "fbt_admin", one, "lsf", "srv:rclone")
+    listing = rclone(server, "fbt_admin", "lsf", "srv:rclone")
     assert sorted(listing.stdout.split()) == [f"rclone-{i}.bin" for i in range(UPLOADS)], listing.stderr
     back = tmp_path / "back"
-    assert rclone(server, "fbt_admin", one, "copy", "srv:rclone", str(back)).returncode == 0
+    assert rclone(server, "fbt_admin", "copy", "srv:rclone", str(back)).returncode == 0
     for index in range(UPLOADS):
         assert hashlib.sha256((back / f"rclone-{index}.bin").read_bytes()).hexdigest() == SHA256
-    purge = rclone(server, "fbt_admin", one, "purge", "srv:rclone")
+    purge = rclone(server, "fbt_admin", "purge", "srv:rclone")
     assert purge.returncode == 0, purge.stderr
     assert not (server.setup.shared / "rclone").exists()
+
+
+def test_rclone_upload_only_copy_exits_0(server: ServerProcess, tmp_path: Path) -> None:
+    """rclone sets each upload's time (MFMT) and lists the target first: both must work (item 5)."""
+    src = tmp_path / "drop"
+    src.mkdir()
+    names = [f"rclone-drop-{index}.bin" for index in range(3)]
+    for name in names:
+        (src / name).write_bytes(PAYLOAD)
+    copy = rclone(server, "dropbox", "copy", str(src), "srv:")
+    assert copy.returncode == 0, copy.stderr
+    for name in names:
+        assert (server.setup.shared / name).read_bytes() == PAYLOAD
+    # The listing shows this login's own uploads only (the upload-only secrecy, listing.py).
+    (server.setup.shared / "someone-elses.bin").write_bytes(b"secret")
+    listing = rclone(server, "dropbox", "lsf", "srv:")
+    assert listing.returncode == 0, listing.stderr
+    assert set(names) <= set(listing.stdout.split()) and "someone-elses.bin" not in listing.stdout
+    (server.setup.shared / "someone-elses.bin").unlink()
+    back = rclone(server, "dropbox", "copyto", f"srv:{names[0]}", str(tmp_path / "back.bin"))
+    assert back.returncode != 0 and not (tmp_path / "back.bin").exists()
+    # rclone takes the 550 to DELE for "already gone" and exits 0; what counts is that the file stays.
+    rclone(server, "dropbox", "deletefile", f"srv:{names[0]}")
+    assert (server.setup.shared / names[0]).read_bytes() == PAYLOAD
+    assert f"DELE {server.setup.shared / names[0]} 550 'Not enough privileges.'" in server.log()
+    for name in names:
+        (server.setup.shared / name).unlink()
 
 
 class PipeliningClient:

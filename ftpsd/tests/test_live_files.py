@@ -109,12 +109,19 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
         with pytest.raises(ftplib.error_perm) as info:
             action()
         assert str(info.value).startswith("550 "), (what, info.value)
-    # Listings are empty whatever the path names, so they reveal neither names nor existence (listing.py).
-    for path in ("", "/", "dir-" + existing, "no-such-dir", "../../etc"):
+    # Listings show only what this login uploaded, whatever the path names (listing.py).
+    for cmd in ("LIST", "NLST", "MLSD"):
+        lines: list[str] = []
+        assert ftp.retrlines(f"{cmd} /", lines.append)[:3] == "226"
+        names = {
+            line.split()[-1] if cmd == "LIST" else line.split("; ")[-1] if cmd == "MLSD" else line
+            for line in lines
+        }
+        assert {new, created} <= names and existing not in names and f"dir-{existing}" not in names, cmd
+    for path in ("dir-" + existing, "no-such-dir", "../../etc", existing):
         for cmd in ("LIST", "NLST", "MLSD"):
-            lines: list[str] = []
-            reply = ftp.retrlines(f"{cmd} {path}".strip(), lines.append)
-            assert (reply[:3], lines) == ("226", []), (cmd, path)
+            lines = []
+            assert (ftp.retrlines(f"{cmd} {path}", lines.append)[:3], lines) == ("226", []), (cmd, path)
     ftp.quit()
     assert (server.setup.shared / existing).read_bytes() == b"original"
     assert (server.setup.shared / f"dir-{existing}").is_dir()
@@ -387,26 +394,33 @@ def test_missing_or_outside_paths_get_550_from_every_command(server: ServerProce
 
 
 def test_mfmt_on_own_uploads_only_for_upload_only_users(server: ServerProcess) -> None:
-    """rclone sets the time after each upload (issue 13, item 5); only the session's own new files."""
+    """rclone sets the time after each upload (issue 13, item 5); only files of the same login."""
     admin = connect(server, "fbt_admin")
     others = unique("someone-elses")
     stor(admin, others, b"not yours")
     dropbox = connect(server, "dropbox")
     mine = unique("mine")
     stor(dropbox, mine, b"my upload")
+    assert mine in dropbox.nlst() and others not in dropbox.nlst()
     assert reply(dropbox, f"MFMT 20200102030405 {mine}") == f"213 Modify=20200102030405; /{mine}."
     assert time.gmtime(os.stat(server.setup.shared / mine).st_mtime)[:6] == (2020, 1, 2, 3, 4, 5)
     assert reply(dropbox, f"MFMT 20200102030405 {others}")[:4] == "550 "
-    # Another session of the same user did not upload it: refused there.
+    # Another connection of the same login (user and address) may: rclone uses whichever is free.
     second = connect(server, "dropbox")
-    assert reply(second, f"MFMT 20210101000000 {mine}")[:4] == "550 "
+    assert reply(second, f"MFMT 20210101000000 {mine}")[:4] == "213 "
     second.quit()
+    # The same user from another address is another client: refused.
+    elsewhere = connect(server, "dropbox", source="127.0.0.2")
+    assert reply(elsewhere, f"MFMT 20220101000000 {mine}")[:4] == "550 "
+    elsewhere.quit()
+    assert time.gmtime(os.stat(server.setup.shared / mine).st_mtime)[:6] == (2021, 1, 1, 0, 0, 0)
     # Replaced by someone else under the same name: no longer the file this session uploaded.
     admin.delete(mine)
     stor(admin, mine, b"replaced by admin")
     before = os.stat(server.setup.shared / mine).st_mtime
     assert reply(dropbox, f"MFMT 20200102030405 {mine}")[:4] == "550 "
     assert os.stat(server.setup.shared / mine).st_mtime == before
+    assert mine not in dropbox.nlst()  # no longer its upload: gone from its listing too
     dropbox.quit()
     for name in (mine, others):
         admin.delete(name)

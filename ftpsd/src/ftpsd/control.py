@@ -4,7 +4,7 @@ Stock pyftpdlib 2.2.0 falls short in ways each piece closes (see README.md): TLS
 both channels and PROT C is refused (DataProtection), malformed command lines never reach the
 filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (ordering.OrderedReplies),
 passwords are checked off the event loop with bans (login.PasswordLogin),
-users without list rights get empty listings (listing.EmptyListingWithoutListRight), a session may set
+users without list rights see only their own uploads (listing.OwnUploadsListing), a login may set
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
 (PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
 (TransferLogging), and paths never leave the home (filesystem.SecureFS). Each mixin comes before
@@ -23,11 +23,12 @@ from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
 from ftpsd.data import FtpsDataHandler
 from ftpsd.filesystem import SecureFS
-from ftpsd.listing import EmptyListingWithoutListRight
+from ftpsd.listing import OwnUploadsListing
 from ftpsd.login import PasswordLogin
 from ftpsd.offload import Offloader
 from ftpsd.ordering import OrderedReplies
 from ftpsd.ownuploads import OwnUploadTimes
+from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
 from ftpsd.uploads import AtomicUploadCommands
@@ -128,7 +129,7 @@ class FtpsControlHandler(
     OrderedReplies,
     InputHygiene,
     DataProtection,
-    EmptyListingWithoutListRight,
+    OwnUploadsListing,
     OwnUploadTimes,
     PathReplyCodes,
     PasswordLogin,
@@ -150,6 +151,8 @@ class FtpsControlHandler(
     # Set by server.Server._apply on start and on every reload (see __init__ for what sessions keep).
     authorizer: ConfigAuthorizer
     tls_material: ClassVar[TlsMaterial]
+    tls_contexts: ClassVar[ContextsByAddress]
+    tls_sessions: ClassVar[SessionOwners]
     transfer_log: TransferLog
     bans: ClassVar[BanTracker]
     offload: ClassVar[Offloader]
@@ -161,16 +164,24 @@ class FtpsControlHandler(
         # because a reload closes the old file for logrotate.)
         self.authorizer = type(self).authorizer
         super().__init__(conn, server, ioloop)
+        if self.connected:
+            # The context of the client's address: sessions never resume across addresses (sessions.py).
+            self.ssl_context = self.tls_contexts.for_address(self.remote_ip)
 
     @classmethod
     def get_ssl_context(cls) -> SSL.Context:
-        """A new context per connection, so sessions cannot be resumed across clients (see tls.py)."""
-        return cls.tls_material.new_context()
+        """pyftpdlib's check at listen time and its call in __init__; __init__ then picks the real one."""
+        return cls.tls_contexts.template
 
     def secure_connection(self, ssl_context: SSL.Context) -> None:
         super().secure_connection(ssl_context)
         if isinstance(self.socket, SSL.Connection):
             release_idle_buffers(self.socket)
+            self.tls_sessions.issued_to(self.socket, self)
+
+    def close(self) -> None:
+        self.tls_sessions.forget(self)
+        super().close()
 
 
 class ImplicitFtpsControlHandler(FtpsControlHandler):

@@ -8,9 +8,13 @@ lines that arrived in the same read are still in asynchat's buffer and would run
 held, and the held lines run in order once the verdict is answered (``on_login`` / ``on_login_failed``).
 
 At most one read's worth of lines can be held (the socket is not read while the session is off the loop).
+Others may wait for the verdict too (``after_verdict``): a data connection that resumed this connection's
+TLS session (sessions.SessionOwners.may_resume).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 
 class OrderedReplies:
@@ -18,6 +22,18 @@ class OrderedReplies:
 
     _holding = False
     _held_lines: list[bytes]
+    _verdict_waiters: list[Callable[[], None]]
+
+    @property
+    def login_pending(self) -> bool:
+        """Whether a PASS was received and its verdict is not answered yet."""
+        return self._holding
+
+    def after_verdict(self, callback: Callable[[], None]) -> None:
+        """Call callback once the pending login is decided (or the connection closes)."""
+        if not hasattr(self, "_verdict_waiters"):
+            self._verdict_waiters = []
+        self._verdict_waiters.append(callback)
 
     def ftp_PASS(self, line: str) -> None:
         super().ftp_PASS(line)
@@ -42,9 +58,20 @@ class OrderedReplies:
         super().on_login_failed(username, password)
         self._release_held_lines()
 
+    def close(self) -> None:
+        self._holding = False
+        super().close()
+        self._call_verdict_waiters()
+
+    def _call_verdict_waiters(self) -> None:
+        waiters, self._verdict_waiters = getattr(self, "_verdict_waiters", []), []
+        for callback in waiters:
+            callback()
+
     def _release_held_lines(self) -> None:
         """Run the held lines in order; stop (keeping the rest) if one of them is a PASS that waits again."""
         self._holding = False
+        self._call_verdict_waiters()
         held = getattr(self, "_held_lines", [])
         while held and not self._holding and not self._closed:
             line = held.pop(0)

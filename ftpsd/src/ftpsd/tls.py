@@ -1,16 +1,11 @@
-"""TLS context building: hardened settings and one context per control connection.
+"""TLS context building (hardened settings, a fresh context on demand) and record-level I/O.
 
-Why one context per control connection: pyftpdlib shares a single context between all clients, so
-client B could open its data connection by resuming client A's TLS session and pass any
-"session reused?" check. Each connection's context gets its own random session id context; OpenSSL
-refuses to resume a session (cached or ticket) created under a different one, so a data connection
-can only resume the session of its own control connection. The certificate and key are parsed once
-per (re)load and shared by all those contexts.
-
-Data connections get no session tickets (``withhold_tickets``): nothing ever resumes from them, and a
-TLS 1.3 NewSessionTicket that a client does not read before it closes (Go's TLS during an upload) makes
-its kernel answer the close with a TCP reset that destroys the client's close_notify, so the upload is
-discarded (426). Control connections still get their tickets: data connections resume from those.
+Why fresh contexts: pyftpdlib shares a single context between all clients, so client B could open its
+data connection by resuming client A's TLS session and pass any "session reused?" check. Each context
+gets its own random session id context and ticket keys; OpenSSL refuses to resume a session (cached or
+ticket) created under another one. sessions.ContextsByAddress gives each client address its own context
+and decides which of that context's sessions a data connection may resume. The certificate and key are
+parsed once per (re)load and shared by all those contexts.
 """
 
 from __future__ import annotations
@@ -63,29 +58,7 @@ class TlsMaterial:
             ctx.add_extra_chain_cert(extra)
         ctx.use_privatekey(self.key)
         ctx.set_session_id(os.urandom(16))
-        ctx.set_tlsext_servername_callback(_drop_ticket_if_withheld)
         return ctx
-
-
-# Marks a server connection that must not send session tickets (see withhold_tickets).
-_NO_TICKETS = "ftpsd: no session tickets"
-
-
-def withhold_tickets(connection: SSL.Connection) -> None:
-    """Let this server connection send no session ticket; call it before the handshake starts.
-
-    pyOpenSSL has no SSL_set_num_tickets(). OpenSSL decides on resumption first and then runs the
-    server-name callback (called with or without SNI); setting SSL_OP_NO_TICKET inside that callback
-    cancels the ticket it was about to send (final_server_name in OpenSSL's extensions_srvr.c) while the
-    session already resumed stays resumed. Set earlier, the option would make OpenSSL ignore the
-    control connection's stateless ticket and every resumption would fail.
-    """
-    connection.set_app_data(_NO_TICKETS)
-
-
-def _drop_ticket_if_withheld(connection: SSL.Connection) -> None:
-    if connection.get_app_data() == _NO_TICKETS:
-        _lib.SSL_set_options(connection._ssl, SSL.OP_NO_TICKET)
 
 
 def _set_groups(ctx: SSL.Context, groups: str) -> bool:
