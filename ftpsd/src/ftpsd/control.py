@@ -179,9 +179,10 @@ class FtpsControlHandler(
             release_idle_buffers(self.socket)
             self.tls_sessions.issued_to(self.socket, self)
 
-    def close(self) -> None:
+    def on_disconnect(self) -> None:
+        """pyftpdlib calls this after every close, also one forced by an error (close() is skipped then)."""
         self.tls_sessions.forget(self)
-        super().close()
+        super().on_disconnect()
 
 
 class ImplicitFtpsControlHandler(FtpsControlHandler):

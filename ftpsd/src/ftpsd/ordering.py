@@ -58,9 +58,10 @@ class OrderedReplies:
         super().on_login_failed(username, password)
         self._release_held_lines()
 
-    def close(self) -> None:
+    def on_disconnect(self) -> None:
+        """The connection is gone without a verdict: whoever waits for one must not wait forever."""
         self._holding = False
-        super().close()
+        super().on_disconnect()
         self._call_verdict_waiters()
 
     def _call_verdict_waiters(self) -> None:

@@ -108,6 +108,7 @@ class SessionOwners:
         same_login = [
             o for o in owners if o.username == control.username and o.remote_ip == control.remote_ip
         ]
+        same_login = [owner for owner in same_login if not owner._closed]
         if any(owner is control or owner.authenticated for owner in same_login):
             return True
         return next((owner for owner in same_login if owner.login_pending), False)
