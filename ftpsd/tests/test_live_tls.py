@@ -291,3 +291,22 @@ def test_data_connections_get_no_session_ticket(server: ServerProcess, version: 
         assert download_session(ftp, "ticket-probe.bin") == (True, control_session.id)
     ftp.quit()
     (server.setup.shared / "ticket-probe.bin").unlink()
+
+
+@pytest.mark.parametrize("right_password", [True, False], ids=["login-succeeds", "login-fails"])
+def test_data_connection_waits_for_the_login_that_issued_its_session(
+    server: ServerProcess, right_password: bool
+) -> None:
+    """A client opening connections at once resumes the session of one still logging in: wait for it."""
+    shared_ctx = client_context()
+    working = connect(server, "slowpoke", context=shared_ctx)  # about 1 s per login (conftest)
+    logging_in = connect(server, context=shared_ctx)
+    logging_in.auth()
+    logging_in.sendcmd("USER slowpoke")  # reading the 331 also reads the session tickets
+    pending_session = logging_in.sock.session
+    logging_in.putcmd("PASS " + (PASSWORDS["slowpoke"] if right_password else "wrong"))
+    reply = data_connection_with_session(working, shared_ctx, pending_session)
+    assert reply[:3] == ("226" if right_password else "522"), reply
+    assert logging_in.getmultiline()[:3] == ("230" if right_password else "530")
+    logging_in.close()
+    working.quit()
