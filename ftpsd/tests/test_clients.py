@@ -99,6 +99,44 @@ def test_wget_lists_and_downloads(server: ServerProcess, tmp_path: Path, implici
     (server.setup.shared / name).unlink()
 
 
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_lftp_upload_only_and_read_only_profiles(
+    server: ServerProcess, tmp_path: Path, implicit: bool
+) -> None:
+    name = f"lftp-drop-{'imp' if implicit else 'exp'}.bin"
+    (server.setup.shared / "lftp-not-yours.bin").write_bytes(b"secret")
+    src = local_file(tmp_path)
+    dropped = lftp(server, "dropbox", f"put {src} -o {name}; cls -1", implicit)
+    assert dropped.returncode == 0, dropped.stderr
+    assert (server.setup.shared / name).read_bytes() == PAYLOAD
+    # Its listing shows what it uploaded and nothing else.
+    assert name in dropped.stdout.split() and "lftp-not-yours.bin" not in dropped.stdout
+    for script in (f"get {name} -o {tmp_path / 'back.bin'}", f"rm {name}", f"put {src} -o {name}"):
+        refused = lftp(server, "dropbox", script, implicit)
+        assert refused.returncode != 0 and " 550 " in refused.stderr, (script, refused.stderr)
+    assert (server.setup.shared / name).read_bytes() == PAYLOAD
+    reader = lftp(server, "reader", f"get {name} -o {tmp_path / 'read.bin'}", implicit)
+    assert reader.returncode == 0, reader.stderr
+    assert (tmp_path / "read.bin").read_bytes() == PAYLOAD
+    for script in (f"put {src} -o reader-{name}", f"rm {name}", f"mv {name} moved-{name}"):
+        refused = lftp(server, "reader", script, implicit)
+        assert refused.returncode != 0 and " 550 " in refused.stderr, (script, refused.stderr)
+    assert not (server.setup.shared / f"reader-{name}").exists()
+    (server.setup.shared / name).unlink()
+    (server.setup.shared / "lftp-not-yours.bin").unlink()
+
+
+def test_wget_refused_download_for_upload_only(server: ServerProcess, tmp_path: Path) -> None:
+    (server.setup.shared / "wget-secret.bin").write_bytes(PAYLOAD)
+    port = server.setup.explicit_port
+    base = ["wget", "--no-check-certificate", "--user=dropbox", f"--password={PASSWORDS['dropbox']}"]
+    got = run([*base, "-O", str(tmp_path / "x.bin"), f"ftps://127.0.0.1:{port}/wget-secret.bin"])
+    # wget exit status 8: the server issued an error response (here 550 to RETR).
+    assert got.returncode == 8, got.stderr
+    assert (tmp_path / "x.bin").stat().st_size == 0 if (tmp_path / "x.bin").exists() else True
+    (server.setup.shared / "wget-secret.bin").unlink()
+
+
 def curl_reply(*args: str) -> str:
     """Run curl and return the last reply code the server sent (curl --verbose shows them as '< NNN')."""
     base = ["curl", "--silent", "--insecure", "--ssl-reqd", "--verbose"]

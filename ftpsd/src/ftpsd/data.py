@@ -94,8 +94,11 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
         self.discard_failed_write(error)
 
     def handle_ssl_established(self) -> None:
+        self._check_session(wait=True)
+
+    def _check_session(self, wait: bool) -> None:
         cmd = self.cmd_channel
-        verdict = cmd.tls_sessions.may_resume(self.socket, cmd) if cmd.require_session_reuse else True
+        verdict = cmd.tls_sessions.may_resume(self.socket, cmd, wait) if cmd.require_session_reuse else True
         if verdict is not True and verdict is not False:
             # The session came from a connection whose login is being checked: wait for its verdict.
             self._awaiting_session_owner = True
@@ -123,4 +126,4 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
     def _session_owner_decided(self) -> None:
         self._awaiting_session_owner = False
         if not self._closed:
-            self.handle_ssl_established()
+            self._check_session(wait=False)

@@ -24,13 +24,8 @@ class OrderedReplies:
     _held_lines: list[bytes]
     _verdict_waiters: list[Callable[[], None]]
 
-    @property
-    def login_pending(self) -> bool:
-        """Whether a PASS was received and its verdict is not answered yet."""
-        return self._holding
-
     def after_verdict(self, callback: Callable[[], None]) -> None:
-        """Call callback once the pending login is decided (or the connection closes)."""
+        """Call callback once a login is decided on this connection (or the connection closes)."""
         if not hasattr(self, "_verdict_waiters"):
             self._verdict_waiters = []
         self._verdict_waiters.append(callback)

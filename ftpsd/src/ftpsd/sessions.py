@@ -18,7 +18,8 @@ How it is enforced:
   SHA-256 of its master secret (a TLS 1.3 ticket's PSK, a TLS 1.2 session's master secret), which a
   resumption carries over unchanged; the info callback sees every ticket as it is written;
 * a data connection's handshake is accepted only if it resumed a recorded session whose control connection
-  passes the rule above (``SessionOwners.may_resume``).
+  passes the rule above (``SessionOwners.may_resume``); if that connection has not finished logging in,
+  the data connection waits off the loop for its verdict and is judged then.
 
 Data connections are sent no session ticket (``withhold_tickets``): nothing resumes from them, and a
 TLS 1.3 NewSessionTicket that the client does not read before it closes (Go's TLS during an upload) makes
@@ -95,23 +96,29 @@ class SessionOwners:
             if not owners:
                 self._owners.pop(fingerprint, None)
 
-    def may_resume(self, data: SSL.Connection, control: Any) -> bool | Any:  # noqa: ANN401 - control handler
+    def may_resume(self, data: SSL.Connection, control: Any, wait: bool = True) -> bool | Any:  # noqa: ANN401
         """Whether the data connection of control resumed a session it may use (module docstring).
 
-        Returns True or False, or the control connection to wait for: one from the same address whose
-        login as the same user is being checked right now (a client that opens several connections at
-        once can resume the session of one that is still logging in). Ask again after its verdict.
+        Returns True or False, or the control connection to wait for: one from the same address that has
+        not finished logging in yet, as nobody or as the same user (a client that opens several
+        connections at once resumes the session of whichever got the latest ticket). Ask again once that
+        connection has a verdict (ordering.OrderedReplies.after_verdict), with wait=False: a data
+        connection waits once, and waiting never lets a session through that the rule would refuse.
         """
         if not session_reused(data):
             return False
-        owners = self._owners.get(session_fingerprint(data) or b"", [])
-        same_login = [
-            o for o in owners if o.username == control.username and o.remote_ip == control.remote_ip
+        owners = [
+            owner
+            for owner in self._owners.get(session_fingerprint(data) or b"", [])
+            if not owner._closed and owner.remote_ip == control.remote_ip
         ]
-        same_login = [owner for owner in same_login if not owner._closed]
-        if any(owner is control or owner.authenticated for owner in same_login):
+        if any(
+            owner is control or (owner.authenticated and owner.username == control.username)
+            for owner in owners
+        ):
             return True
-        return next((owner for owner in same_login if owner.login_pending), False)
+        undecided = (o for o in owners if not o.authenticated and o.username in {"", control.username})
+        return next(undecided, False) if wait else False
 
     def record_issued(self, connection: SSL.Connection, where: int, _ret: int) -> None:
         """Info callback: remember each session (every TLS 1.3 ticket) issued on a control connection."""
