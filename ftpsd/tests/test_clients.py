@@ -129,11 +129,18 @@ def test_lftp_upload_only_and_read_only_profiles(
 def test_wget_refused_download_for_upload_only(server: ServerProcess, tmp_path: Path) -> None:
     (server.setup.shared / "wget-secret.bin").write_bytes(PAYLOAD)
     port = server.setup.explicit_port
-    base = ["wget", "--no-check-certificate", "--user=dropbox", f"--password={PASSWORDS['dropbox']}"]
+    base = [
+        "wget",
+        "--debug",
+        "--no-check-certificate",
+        "--user=dropbox",
+        f"--password={PASSWORDS['dropbox']}",
+    ]
     got = run([*base, "-O", str(tmp_path / "x.bin"), f"ftps://127.0.0.1:{port}/wget-secret.bin"])
-    # wget exit status 8: the server issued an error response (here 550 to RETR).
+    # wget exit status 8: the server issued an error response, 550 to RETR (--debug shows the replies).
     assert got.returncode == 8, got.stderr
-    assert (tmp_path / "x.bin").stat().st_size == 0 if (tmp_path / "x.bin").exists() else True
+    assert "\n550 Not enough privileges." in got.stderr, got.stderr
+    assert not (tmp_path / "x.bin").exists() or (tmp_path / "x.bin").read_bytes() == b""
     (server.setup.shared / "wget-secret.bin").unlink()
 
 
