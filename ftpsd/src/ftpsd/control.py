@@ -7,8 +7,9 @@ passwords are checked off the event loop with bans (login.PasswordLogin),
 users without list rights see only their own uploads (listing.OwnUploadsListing), a login may set
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
 (PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
-(TransferLogging), and paths never leave the home (filesystem.SecureFS). Each mixin comes before
-TLS_FTPHandler in the bases, so its ``super()`` calls reach pyftpdlib.
+(TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
+IPv6 control connections (families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the
+bases, so its ``super()`` calls reach pyftpdlib.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pyftpdlib.handlers import TLS_FTPHandler
 from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
 from ftpsd.data import FtpsDataHandler
+from ftpsd.families import AddressFamilies
 from ftpsd.filesystem import SecureFS
 from ftpsd.listing import OwnUploadsListing
 from ftpsd.login import PasswordLogin
@@ -129,6 +131,7 @@ class FtpsControlHandler(
     OrderedReplies,
     InputHygiene,
     DataProtection,
+    AddressFamilies,
     OwnUploadsListing,
     OwnUploadTimes,
     PathReplyCodes,

@@ -26,6 +26,7 @@ def test_report_shows_the_fingerprint_each_host_really_serves(addresses):
         assert fingerprint in row, (host, fingerprint, row)
         assert fingerprint in html
         assert address in row
+        assert ", 2001:2:" in row  # and its IPv6 address (lab hosts are dual-stack)
 
 
 def test_report_names_each_hosts_debian_release():
