@@ -94,13 +94,11 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
     refused = {
         "overwrite": lambda: stor(ftp, existing, b"evil"),
         "RETR": lambda: retr(ftp, existing),
-        "LIST": lambda: ftp.retrlines("LIST", lambda _: None),
-        "NLST": ftp.nlst,
-        "MLSD": lambda: list(ftp.mlsd()),
         "MLST": lambda: ftp.sendcmd(f"MLST {existing}"),
         "STAT": lambda: ftp.sendcmd(f"STAT {existing}"),
         "SIZE": lambda: ftp.size(existing),
         "MDTM": lambda: ftp.sendcmd(f"MDTM {existing}"),
+        "MFMT": lambda: ftp.sendcmd(f"MFMT 20200101000000 {existing}"),
         "DELE": lambda: ftp.delete(existing),
         "RNFR": lambda: ftp.sendcmd(f"RNFR {existing}"),
         "APPE": lambda: ftp.storbinary(f"APPE {existing}", io.BytesIO(b"more")),
@@ -108,9 +106,22 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
         "RMD": lambda: ftp.rmd("dir-" + existing),
     }
     for what, action in refused.items():
-        with pytest.raises(ftplib.error_perm, match=r"^55\d") as info:
+        with pytest.raises(ftplib.error_perm) as info:
             action()
-        assert info.value, what
+        assert str(info.value).startswith("550 "), (what, info.value)
+    # Listings show only what this login uploaded, whatever the path names (listing.py).
+    for cmd in ("LIST", "NLST", "MLSD"):
+        lines: list[str] = []
+        assert ftp.retrlines(f"{cmd} /", lines.append)[:3] == "226"
+        names = {
+            line.split()[-1] if cmd == "LIST" else line.split("; ")[-1] if cmd == "MLSD" else line
+            for line in lines
+        }
+        assert {new, created} <= names and existing not in names and f"dir-{existing}" not in names, cmd
+    for path in ("dir-" + existing, "no-such-dir", "../../etc", existing):
+        for cmd in ("LIST", "NLST", "MLSD"):
+            lines = []
+            assert (ftp.retrlines(f"{cmd} {path}", lines.append)[:3], lines) == ("226", []), (cmd, path)
     ftp.quit()
     assert (server.setup.shared / existing).read_bytes() == b"original"
     assert (server.setup.shared / f"dir-{existing}").is_dir()
@@ -338,3 +349,79 @@ def test_passive_connection_from_other_address_refused(server: ServerProcess) ->
     assert ftp.getmultiline().startswith("425 Rejected data connection from foreign address 127.0.0.2")
     intruder.close()
     ftp.quit()
+
+
+def reply(ftp: ftplib.FTP_TLS, command: str) -> str:
+    """The final reply to command (ftplib raises for 4xx/5xx; the reply is what matters here)."""
+    try:
+        return ftp.sendcmd(command)
+    except ftplib.Error as err:
+        return str(err)
+
+
+def test_missing_or_outside_paths_get_550_from_every_command(server: ServerProcess) -> None:
+    """RFC 959/3659: a missing or inaccessible path is 550 (rclone treats only 550/450 as "not found")."""
+    admin = connect(server, "fbt_admin")
+    name = unique("plain-file")
+    stor(admin, name, b"x")
+    commands = [
+        "CWD {}",
+        "SIZE {}",
+        "MDTM {}",
+        "MLST {}",
+        "DELE {}",
+        "RMD {}",
+        "RNFR {}",
+        "MFMT 20200101000000 {}",
+        "SITE CHMOD 644 {}",
+        "MKD {}/sub",
+    ]
+    for target in ("no-such-path", "/no/such/dir", "../../../etc/shadow"):
+        for command in commands:
+            assert reply(admin, command.format(target))[:4] == "550 ", (command, target)
+        for transfer in ("RETR {}", "LIST {}", "NLST {}", "MLSD {}", "STOR {}/new.bin"):
+            # Refused before any data connection is opened; a PASV is pending so PROT P rules are met.
+            admin.sendcmd("PASV")
+            assert reply(admin, transfer.format(target))[:4] == "550 ", (transfer, target)
+    assert reply(admin, f"CWD {name}")[:4] == "550 "  # a file is not a directory
+    assert reply(admin, f"MLSD {name}")[:4] == "550 "  # was 501 (pyftpdlib)
+    reader = connect(server, "reader")
+    for command in ("CWD no-such-dir", "SIZE no-such", "MDTM no-such", "MLST no-such", "RETR no-such"):
+        assert reply(reader, command)[:4] == "550 ", command
+    reader.quit()
+    admin.delete(name)
+    admin.quit()
+
+
+def test_mfmt_on_own_uploads_only_for_upload_only_users(server: ServerProcess) -> None:
+    """rclone sets the time after each upload (issue 13, item 5); only files of the same login."""
+    admin = connect(server, "fbt_admin")
+    others = unique("someone-elses")
+    stor(admin, others, b"not yours")
+    dropbox = connect(server, "dropbox")
+    mine = unique("mine")
+    stor(dropbox, mine, b"my upload")
+    assert mine in dropbox.nlst() and others not in dropbox.nlst()
+    assert reply(dropbox, f"MFMT 20200102030405 {mine}") == f"213 Modify=20200102030405; /{mine}."
+    assert time.gmtime(os.stat(server.setup.shared / mine).st_mtime)[:6] == (2020, 1, 2, 3, 4, 5)
+    assert reply(dropbox, f"MFMT 20200102030405 {others}")[:4] == "550 "
+    # Another connection of the same login (user and address) may: rclone uses whichever is free.
+    second = connect(server, "dropbox")
+    assert reply(second, f"MFMT 20210101000000 {mine}")[:4] == "213 "
+    second.quit()
+    # The same user from another address is another client: refused.
+    elsewhere = connect(server, "dropbox", source="127.0.0.2")
+    assert reply(elsewhere, f"MFMT 20220101000000 {mine}")[:4] == "550 "
+    elsewhere.quit()
+    assert time.gmtime(os.stat(server.setup.shared / mine).st_mtime)[:6] == (2021, 1, 1, 0, 0, 0)
+    # Replaced by someone else under the same name: no longer the file this session uploaded.
+    admin.delete(mine)
+    stor(admin, mine, b"replaced by admin")
+    before = os.stat(server.setup.shared / mine).st_mtime
+    assert reply(dropbox, f"MFMT 20200102030405 {mine}")[:4] == "550 "
+    assert os.stat(server.setup.shared / mine).st_mtime == before
+    assert mine not in dropbox.nlst()  # no longer its upload: gone from its listing too
+    dropbox.quit()
+    for name in (mine, others):
+        admin.delete(name)
+    admin.quit()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import io
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -83,33 +85,65 @@ def test_data_connection_without_session_reuse_refused(server: ServerProcess) ->
         ftp.nlst()
     assert ftp.getmultiline().startswith("522")
     ftp.close()
-    assert "TLS session of the control connection not resumed" in server.log()
+    assert "no TLS session of this user's control connections resumed" in server.log()
 
 
-def test_data_connection_resuming_another_clients_session_refused(server: ServerProcess) -> None:
+def data_connection_with_session(
+    ftp: ftplib.FTP_TLS, context: ssl.SSLContext, session: ssl.SSLSession, source: str = "127.0.0.1"
+) -> str:
+    """NLST over a data connection that offers session; return the final reply (226, 522, ...)."""
+    ftp.sendcmd("TYPE A")
+    host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+    raw = socket.create_connection((host, port), timeout=20, source_address=(source, 0))
+    ftp.putcmd("NLST")
+    data = context.wrap_socket(raw, session=session)
+    with contextlib.suppress(OSError):
+        while data.recv(65536):
+            pass
+    data.close()
+    reply = ftp.getmultiline()
+    if reply.startswith(("125", "150")):  # 125 when the data connection was accepted first
+        reply = ftp.getmultiline()
+    return reply
+
+
+def test_data_connection_resuming_another_users_session_refused(server: ServerProcess) -> None:
+    """The theft the reuse rule stops: another login from the same address takes a passive port."""
     marker = server.setup.shared / "session-binding-marker.txt"
     marker.write_bytes(b"x")
     shared_ctx = client_context()  # Python only resumes sessions within one client SSLContext
     victim = connect(server, "fbt_admin", context=shared_ctx)
     listing = victim.nlst()  # also makes sure the victim's session (TLS 1.3 ticket) has arrived
     assert marker.name in listing
-    attacker = connect(server, "fbt_admin", context=shared_ctx)
-    attacker.sendcmd("TYPE A")
-    host, port = ftplib.parse227(attacker.sendcmd("PASV"))
-    raw = socket.create_connection((host, port), timeout=20)
-    attacker.putcmd("NLST")
-    data = shared_ctx.wrap_socket(raw, session=victim.sock.session)
-    assert not data.session_reused
-    data.close()
-    reply = attacker.getmultiline()
-    if reply.startswith(("125", "150")):  # 125 when the data connection was accepted first
-        reply = attacker.getmultiline()
+    attacker = connect(server, "reader", context=shared_ctx)
+    reply = data_connection_with_session(attacker, shared_ctx, victim.sock.session)
     assert reply.startswith("522"), reply
     # The victim's own data connections still work and list the same names (the marker among them).
     assert sorted(victim.nlst()) == sorted(listing)
+    attacker.quit()
     victim.close()
-    attacker.close()
-    marker.unlink()
+
+
+def test_data_connection_may_resume_a_session_of_the_same_login(server: ServerProcess) -> None:
+    """rclone and Go's FTP library keep one session per host (issue 13, item 3): same user and address."""
+    shared_ctx = client_context()
+    first = connect(server, "fbt_admin", context=shared_ctx)
+    first.nlst()
+    second = connect(server, "fbt_admin", context=shared_ctx)
+    assert data_connection_with_session(second, shared_ctx, first.sock.session).startswith("226")
+    # The same user from another address: that address has its own TLS context, nothing to resume.
+    elsewhere = connect(server, "fbt_admin", context=shared_ctx, source="127.0.0.2")
+    assert data_connection_with_session(elsewhere, shared_ctx, first.sock.session, "127.0.0.2")[:3] == "522"
+    elsewhere.quit()
+    # Once the connection the session was issued on is gone, its sessions can no longer be resumed.
+    session = first.sock.session
+    closed = server.log().count("FTP session closed")
+    first.quit()
+    deadline = time.monotonic() + 10
+    while server.log().count("FTP session closed") == closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert data_connection_with_session(second, shared_ctx, session).startswith("522")
+    second.quit()
 
 
 def test_own_session_is_resumed(server: ServerProcess) -> None:
@@ -229,3 +263,50 @@ def test_classical_client_gets_x25519(server: ServerProcess) -> None:
 
 def test_server_log_names_the_offered_groups(server: ServerProcess) -> None:
     assert "TLS key exchange groups offered: X25519MLKEM768:X25519:prime256v1:secp384r1" in server.log()
+
+
+def download_session(ftp: ftplib.FTP_TLS, name: str) -> tuple[bool, bytes]:
+    """RETR name, read to the end (every record the server sent is processed); (resumed?, session id)."""
+    conn = ftp.transfercmd(f"RETR {name}")
+    while conn.recv(65536):
+        pass
+    reused, session = conn.session_reused, conn.session
+    conn.close()
+    ftp.voidresp()
+    return reused, session.id if session is not None else b""
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["tls13", "tls12"])
+def test_data_connections_get_no_session_ticket(server: ServerProcess, version: ssl.TLSVersion) -> None:
+    """Issue 13, item 4: a ticket the client never reads turns its close into a reset (upload lost, 426)."""
+    (server.setup.shared / "ticket-probe.bin").write_bytes(b"x" * 1000)
+    context = client_context()
+    context.maximum_version = version
+    ftp = connect(server, "fbt_admin", context=context)
+    ftp.voidcmd("TYPE I")
+    control_session = ftp.sock.session
+    assert control_session is not None and control_session.has_ticket  # the control connection has one
+    for _ in range(2):
+        # A ticket on the data connection would have replaced the client's session by a new one.
+        assert download_session(ftp, "ticket-probe.bin") == (True, control_session.id)
+    ftp.quit()
+    (server.setup.shared / "ticket-probe.bin").unlink()
+
+
+@pytest.mark.parametrize("right_password", [True, False], ids=["login-succeeds", "login-fails"])
+def test_data_connection_waits_for_the_login_that_issued_its_session(
+    server: ServerProcess, right_password: bool
+) -> None:
+    """A client opening connections at once resumes the session of one still logging in: wait for it."""
+    shared_ctx = client_context()
+    working = connect(server, "slowpoke", context=shared_ctx)  # about 1 s per login (conftest)
+    logging_in = connect(server, context=shared_ctx)
+    logging_in.auth()
+    logging_in.sendcmd("USER slowpoke")  # reading the 331 also reads the session tickets
+    pending_session = logging_in.sock.session
+    logging_in.putcmd("PASS " + (PASSWORDS["slowpoke"] if right_password else "wrong"))
+    reply = data_connection_with_session(working, shared_ctx, pending_session)
+    assert reply[:3] == ("226" if right_password else "522"), reply
+    assert logging_in.getmultiline()[:3] == ("230" if right_password else "530")
+    logging_in.close()
+    working.quit()

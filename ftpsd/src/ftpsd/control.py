@@ -2,11 +2,14 @@
 
 Stock pyftpdlib 2.2.0 falls short in ways each piece closes (see README.md): TLS is mandatory on
 both channels and PROT C is refused (DataProtection), malformed command lines never reach the
-filesystem (InputHygiene), passwords are checked off the event loop with bans (login.PasswordLogin),
-uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged (TransferLogging), and
-paths never leave the home (filesystem.SecureFS), PASV and PORT are refused on IPv6 control connections
-(families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the bases,
-so its ``super()`` calls reach pyftpdlib.
+filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (ordering.OrderedReplies),
+passwords are checked off the event loop with bans (login.PasswordLogin),
+users without list rights see only their own uploads (listing.OwnUploadsListing), a login may set
+the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
+(PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
+(TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
+IPv6 control connections (families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the
+bases, so its ``super()`` calls reach pyftpdlib.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from ftpsd.bans import BanTracker
 from ftpsd.data import FtpsDataHandler
 from ftpsd.families import AddressFamilies
 from ftpsd.filesystem import SecureFS
+from ftpsd.listing import OwnUploadsListing
 from ftpsd.login import PasswordLogin
 from ftpsd.offload import Offloader
+from ftpsd.ordering import OrderedReplies
+from ftpsd.ownuploads import OwnUploadTimes
+from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
 from ftpsd.uploads import AtomicUploadCommands
@@ -72,6 +79,21 @@ class DataProtection:
         super().ftp_PROT(line)
 
 
+class PathReplyCodes:
+    """A missing or inaccessible path gets 550 from every command (RFC 959; RFC 3659 for MLSD).
+
+    pyftpdlib answers MLSD of a missing directory with 501 ("syntax error"), and clients such as rclone
+    take only 550/450 for "not found", so "rclone copy dir remote:newdir" failed before the folder existed.
+    Every other path command already answers 550 (tests/test_live_files.py checks each one).
+    """
+
+    def ftp_MLSD(self, path: str) -> str | None:
+        if not self.fs.isdir(path):
+            self.respond("550 No such directory.")
+            return None
+        return super().ftp_MLSD(path)
+
+
 class TransferLogging:
     """One log line and one transfer-log record (transferlog.TransferLog) per transfer."""
 
@@ -106,9 +128,13 @@ class TransferLogging:
 
 
 class FtpsControlHandler(
+    OrderedReplies,
     InputHygiene,
     DataProtection,
     AddressFamilies,
+    OwnUploadsListing,
+    OwnUploadTimes,
+    PathReplyCodes,
     PasswordLogin,
     AtomicUploadCommands,
     TransferLogging,
@@ -128,6 +154,8 @@ class FtpsControlHandler(
     # Set by server.Server._apply on start and on every reload (see __init__ for what sessions keep).
     authorizer: ConfigAuthorizer
     tls_material: ClassVar[TlsMaterial]
+    tls_contexts: ClassVar[ContextsByAddress]
+    tls_sessions: ClassVar[SessionOwners]
     transfer_log: TransferLog
     bans: ClassVar[BanTracker]
     offload: ClassVar[Offloader]
@@ -139,16 +167,25 @@ class FtpsControlHandler(
         # because a reload closes the old file for logrotate.)
         self.authorizer = type(self).authorizer
         super().__init__(conn, server, ioloop)
+        if self.connected:
+            # The context of the client's address: sessions never resume across addresses (sessions.py).
+            self.ssl_context = self.tls_contexts.for_address(self.remote_ip)
 
     @classmethod
     def get_ssl_context(cls) -> SSL.Context:
-        """A new context per connection, so sessions cannot be resumed across clients (see tls.py)."""
-        return cls.tls_material.new_context()
+        """pyftpdlib's check at listen time and its call in __init__; __init__ then picks the real one."""
+        return cls.tls_contexts.template
 
     def secure_connection(self, ssl_context: SSL.Context) -> None:
         super().secure_connection(ssl_context)
         if isinstance(self.socket, SSL.Connection):
             release_idle_buffers(self.socket)
+            self.tls_sessions.issued_to(self.socket, self)
+
+    def on_disconnect(self) -> None:
+        """pyftpdlib calls this after every close, also one forced by an error (close() is skipped then)."""
+        self.tls_sessions.forget(self)
+        super().on_disconnect()
 
 
 class ImplicitFtpsControlHandler(FtpsControlHandler):

@@ -1,6 +1,8 @@
 """The data channel (FtpsDataHandler): TLS session check, the TLS send path and transfer errors.
 
-Every data connection must resume the TLS session of its own control connection (522 otherwise).
+Every data connection must resume a TLS session of its own control connection or of another one logged
+in as the same user from the same address (522 otherwise), and is sent no session ticket of its own
+(sessions.py says why for both).
 Downloads are written as many TLS records at a time as the socket takes; uploads are read and
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
 rule is in uploads.py).
@@ -18,17 +20,25 @@ from pyftpdlib.handlers import TLS_DTPHandler
 from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
-from ftpsd.tls import session_reused, write_available
+from ftpsd.sessions import withhold_tickets
+from ftpsd.tls import write_available
 from ftpsd.uploads import AtomicUploadDTP
 
 logger = logging.getLogger("ftpsd")
 
 
 class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
-    """TLS data channel that insists on resuming the control connection's session."""
+    """TLS data channel that insists on resuming a session of its user's control connections."""
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
     ac_out_buffer_size = 262144
+    # Off the loop, moving no data, until the login that issued the resumed session is decided.
+    _awaiting_session_owner = False
+
+    def secure_connection(self, ssl_context: SSL.Context) -> None:
+        super().secure_connection(ssl_context)
+        if isinstance(self.socket, SSL.Connection):
+            withhold_tickets(self.socket)
 
     def push_with_producer(self, producer: Any) -> None:  # noqa: ANN401 - pyftpdlib producer
         if isinstance(producer, FileProducer):
@@ -42,7 +52,7 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
         complete the handshake implicitly and handle_ssl_established (the session check) would never
         be called. The pending WRITE interest makes the loop call us again after the handshake.
         """
-        if self._ssl_accepting:
+        if self._ssl_accepting or self._awaiting_session_owner:
             return
         super().initiate_send()
 
@@ -69,6 +79,8 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
         Otherwise the WRITE interest registered by a queued download makes epoll report the idle
         socket as writable on every iteration and the loop spins until the client's next flight.
         """
+        if self._awaiting_session_owner:
+            return  # pyftpdlib's TLS mixin would put the connection back on the loop after the handshake
         if self._ssl_accepting:
             events = self.ioloop.WRITE if self._ssl_want_write else self.ioloop.READ
         super().modify_ioloop_events(events, logdebug)
@@ -82,14 +94,24 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
         self.discard_failed_write(error)
 
     def handle_ssl_established(self) -> None:
+        self._check_session(wait=True)
+
+    def _check_session(self, wait: bool) -> None:
         cmd = self.cmd_channel
-        if cmd.require_session_reuse and not session_reused(self.socket):
+        verdict = cmd.tls_sessions.may_resume(self.socket, cmd, wait) if cmd.require_session_reuse else True
+        if verdict is not True and verdict is not False:
+            # The session came from a connection whose login is being checked: wait for its verdict.
+            self._awaiting_session_owner = True
+            self.del_channel()
+            verdict.after_verdict(self._session_owner_decided)
+            return
+        if not verdict:
             cmd.log(
-                "data connection refused: TLS session of the control connection not resumed",
+                "data connection refused: no TLS session of this user's control connections resumed",
                 logfun=logger.warning,
             )
             self._resp = (
-                "522 Data connection must resume the TLS session of the control connection.",
+                "522 Data connection must resume the TLS session of a control connection of this login.",
                 ftp_logger.warning,
             )
             self.transfer_finished = False
@@ -98,4 +120,10 @@ class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
             return
         # The handshake may finish in its first step (client's whole flight already there); the
         # mixin then restores nothing, so re-arm the events the queued transfer is waiting for.
+        # (This also puts a connection back on the loop after a wait for a login verdict.)
         self.modify_ioloop_events(self._wanted_io_events)
+
+    def _session_owner_decided(self) -> None:
+        self._awaiting_session_owner = False
+        if not self._closed:
+            self._check_session(wait=False)

@@ -31,7 +31,9 @@ from ftpsd.config import Config, ConfigError, load_config
 from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
 from ftpsd.logincache import LoginCache
 from ftpsd.offload import LoopWaker, Offloader
+from ftpsd.ownuploads import RecentUploads
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
+from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
@@ -137,6 +139,9 @@ class Server:
         )
         self.data_cls: type[FtpsDataHandler] = type("DataHandler", (FtpsDataHandler,), {})
         self._transfer_log: TransferLog | None = None
+        # Both across reloads: running sessions keep their data connections and their uploads' MFMT.
+        self.tls_sessions = SessionOwners()
+        self.recent_uploads = RecentUploads()
         self._apply(prepared)
         self.listeners: list[_Listener] = []
         server = self.config.server
@@ -173,9 +178,13 @@ class Server:
         config = prepared.config
         server, limits = config.server, config.limits
         first, last = server.passive_ports
+        contexts = ContextsByAddress(prepared.material, self.tls_sessions)
         for cls in (self.explicit_cls, self.implicit_cls):
             cls.authorizer = prepared.authorizer
             cls.tls_material = prepared.material
+            cls.tls_contexts = contexts
+            cls.tls_sessions = self.tls_sessions
+            cls.recent_uploads = self.recent_uploads
             cls.transfer_log = prepared.transfer_log
             cls.bans = self.bans
             cls.offload = self.offload

@@ -1,11 +1,11 @@
-"""TLS context building: hardened settings and one context per control connection.
+"""TLS context building (hardened settings, a fresh context on demand) and record-level I/O.
 
-Why one context per control connection: pyftpdlib shares a single context between all clients, so
-client B could open its data connection by resuming client A's TLS session and pass any
-"session reused?" check. Each connection's context gets its own random session id context; OpenSSL
-refuses to resume a session (cached or ticket) created under a different one, so a data connection
-can only resume the session of its own control connection. The certificate and key are parsed once
-per (re)load and shared by all those contexts.
+Why fresh contexts: pyftpdlib shares a single context between all clients, so client B could open its
+data connection by resuming client A's TLS session and pass any "session reused?" check. Each context
+gets its own random session id context and ticket keys; OpenSSL refuses to resume a session (cached or
+ticket) created under another one. sessions.ContextsByAddress gives each client address its own context
+and decides which of that context's sessions a data connection may resume. The certificate and key are
+parsed once per (re)load and shared by all those contexts.
 """
 
 from __future__ import annotations

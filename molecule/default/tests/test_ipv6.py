@@ -119,3 +119,30 @@ def test_verify_playbook_checks_the_host_over_ipv6(host, deployment):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"TCP connection to {deployment.address6}:" in result.stdout, result.stdout
+
+
+def test_curl_and_lftp_round_trips_over_ipv6(deployment, tmp_path):
+    """The Debian clients, explicit FTPS with PROT P, trusting the served certificate by its IPv6 name."""
+    trusted = tmp_path / "server.pem"
+    trusted.write_bytes(served_certificate(deployment).public_bytes(serialization.Encoding.PEM))
+    user = deployment.user("full")
+    data = os.urandom(300 * 1024)
+    (tmp_path / "up.bin").write_bytes(data)
+    base = f"ftp://[{deployment.address6}]:{deployment.explicit_port}"
+    curl = ["curl", "-sS", "--ssl-reqd", "--cacert", str(trusted), "-u", f"{user.name}:{user.password}"]
+    name = f"molecule-v6-curl-{uuid.uuid4().hex[:8]}.bin"
+    for args in (
+        ["-T", str(tmp_path / "up.bin"), f"{base}/{name}"],
+        ["-o", str(tmp_path / "curl.bin"), f"{base}/{name}"],
+    ):
+        result = subprocess.run([*curl, *args], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+    script = (
+        f"set ssl:ca-file {trusted}; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+        f"open -u {user.name},{user.password} {base}; "
+        f"get {name} -o {tmp_path / 'lftp.bin'}; rm {name}; bye"
+    )
+    result = subprocess.run(["lftp", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    for copy in ("curl.bin", "lftp.bin"):
+        assert hashlib.sha256((tmp_path / copy).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()

@@ -151,8 +151,9 @@ def transfer_problem(transfer: Transfer) -> tuple[str, str] | None:
     if transfer.tls_error and final is not None and final.code == SESSION_REUSE_REFUSED:
         return (
             f"the server refused the data connection's TLS session: «{final}»",
-            "the server requires data connections to resume the control connection's TLS session "
-            "(tls.require_session_reuse); use a client that does (FileZilla, lftp and curl do)",
+            "the server requires data connections to resume a TLS session of a control connection of the "
+            "same login (tls.require_session_reuse); use a client that does (FileZilla, lftp, curl and "
+            "rclone do)",
         )
     if transfer.tls_error:
         return (f"TLS handshake on the data connection failed: {transfer.tls_error}{server_said}", LOG_HINT)

@@ -11,7 +11,7 @@ import secrets
 
 from ftpsd.doctor.datachannel import PassiveRefused, Transfer, run_transfer, transfer_problem
 from ftpsd.doctor.probe import Probe
-from ftpsd.doctor.report import StepResult, failed, passed
+from ftpsd.doctor.report import StepResult, failed, passed, skipped
 
 PROBE_SIZE = 64 * 1024
 RIGHTS_HINT = "--roundtrip needs a user allowed to upload, list, download and delete (the full-rights user)"
@@ -57,6 +57,11 @@ def check_roundtrip(probe: Probe) -> StepResult:
         "bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
+    # A user without list rights may still get a listing (ftpsd sends an empty one), but the probe file
+    # could be neither found nor deleted afterwards; MLST of the folder is refused to such a user.
+    folder = probe.channel.command("MLST")
+    if folder.code != 250:
+        return skipped("roundtrip", f"not run: this user may not list («{folder}»); {RIGHTS_HINT}")
     probe.channel.command("TYPE I")  # binary, so that the hashes must match byte for byte
     try:
         problem = transfer_problem(_transfer(probe, f"STOR {name}", payload))
