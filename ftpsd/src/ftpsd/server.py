@@ -142,7 +142,13 @@ class Server:
         # Both across reloads: running sessions keep their data connections and their uploads' MFMT.
         self.tls_sessions = SessionOwners()
         self.recent_uploads = RecentUploads()
-        self._apply(prepared)
+        try:
+            self._apply(prepared)
+        except MemoryError as err:
+            raise StartupError(
+                f"cannot create the TLS callbacks ({err}): ftpsd needs write+execute memory for them; "
+                "remove MemoryDenyWriteExecute= from its systemd unit"
+            ) from err
         self.listeners: list[_Listener] = []
         server = self.config.server
         try:

@@ -141,14 +141,19 @@ class ContextsByAddress:
         self.material = material
         self.owners = owners
         self._contexts: weakref.WeakValueDictionary[str, SSL.Context] = weakref.WeakValueDictionary()
-        # For pyftpdlib, which asks the handler class for "the" context; no connection uses it.
-        self.template = material.new_context()
+        # For pyftpdlib, which asks the handler class for "the" context; no connection uses it. Its callbacks
+        # make a process that cannot create them (cffi closures need write+execute memory, which systemd's
+        # MemoryDenyWriteExecute= forbids) fail at start-up with MemoryError, not on every connection.
+        self.template = self._with_callbacks(material.new_context())
 
     def for_address(self, address: str) -> SSL.Context:
         context = self._contexts.get(address)
         if context is None:
-            context = self.material.new_context()
-            context.set_tlsext_servername_callback(_drop_ticket_if_withheld)
-            context.set_info_callback(self.owners.record_issued)
+            context = self._with_callbacks(self.material.new_context())
             self._contexts[address] = context
+        return context
+
+    def _with_callbacks(self, context: SSL.Context) -> SSL.Context:
+        context.set_tlsext_servername_callback(_drop_ticket_if_withheld)
+        context.set_info_callback(self.owners.record_issued)
         return context

@@ -39,6 +39,17 @@ def test_unit_hardening(host, prop, value):
     assert sorted(shown.split()) == sorted(value.split())
 
 
+def test_without_write_execute_memory_ftpsd_refuses_to_start(host):
+    """Why the unit has no MemoryDenyWriteExecute=: ftpsd's TLS callbacks need it, and it says so at start."""
+    result = host.run(
+        "systemd-run --wait --pipe --quiet -p MemoryDenyWriteExecute=yes -p User=ftpsd "
+        "/opt/ftpsd/venv/bin/ftpsd serve --config /etc/ftpsd/ftpsd.toml"
+    )
+    assert result.rc != 0
+    assert "remove MemoryDenyWriteExecute= from its systemd unit" in result.stdout + result.stderr
+    assert host.check_output(f"systemctl show -p MemoryDenyWriteExecute --value {SERVICE}") == "no"
+
+
 def test_writable_paths_are_only_data_and_log(host, deployment):
     paths = host.check_output(f"systemctl show -p ReadWritePaths --value {SERVICE}").split()
     assert sorted(paths) == sorted([deployment.data_root, "/var/log/ftpsd"])
