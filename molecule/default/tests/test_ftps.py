@@ -66,15 +66,22 @@ def test_full_user_uploads_lists_downloads_and_deletes(admin, name):
 
 def test_upload_only_user_can_upload_and_nothing_else(deployment, admin, name):
     data = payload()
+    others = f"other-{name}"
+    admin.storbinary(f"STOR {others}", io.BytesIO(b"someone else's file"))
     uploader = login(deployment, deployment.user("upload_only"))
     try:
         uploader.storbinary(f"STOR {name}", io.BytesIO(data))
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             download(uploader, name)
+        # Listings show only this login's own recent uploads (so clients can check them), nothing else.
+        listing = uploader.nlst()
+        assert name in listing and others not in listing, listing
+        lines: list[str] = []
+        uploader.retrlines("LIST", lines.append)
+        assert any(line.endswith(f" {name}") for line in lines), lines
+        assert not any(others in line for line in lines), lines
         with pytest.raises(ftplib.error_perm, match=r"^550"):
-            uploader.nlst()
-        with pytest.raises(ftplib.error_perm, match=r"^550"):
-            uploader.retrlines("LIST", lambda line: None)
+            uploader.size(others)
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             uploader.delete(name)
         with pytest.raises(ftplib.error_perm, match=r"^550"):
@@ -84,6 +91,7 @@ def test_upload_only_user_can_upload_and_nothing_else(deployment, admin, name):
     # The full user shares the folder and finds the upload intact.
     assert sha256(download(admin, name)) == sha256(data)
     admin.delete(name)
+    admin.delete(others)
 
 
 def test_read_only_user_lists_and_downloads_only(deployment, admin, name):
