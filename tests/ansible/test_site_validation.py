@@ -76,7 +76,10 @@ ACME_CASES = {
         "ftps_certificate_acme_directory 'http://acme.example.com/directory' must be the https URL",
     ),
     "no directory": ({"ftps_certificate_acme_directory": ""}, "ftps_certificate_acme_directory '' must be"),
-    "terms not agreed": ({"ftps_certificate_acme_terms_agreed": False}, "ftps_certificate_acme_terms_agreed must"),
+    "terms not agreed": (
+        {"ftps_certificate_acme_terms_agreed": False},
+        "ftps_certificate_acme_terms_agreed must",
+    ),
     "short account passphrase": (
         {"ftps_certificate_acme_account_passphrase": "short"},
         "needs ftps_certificate_acme_account_passphrase, at least 16 characters",
@@ -85,11 +88,17 @@ ACME_CASES = {
         {"ftps_certificate_acme_tsig_algorithm": "hmac-md5"},
         "ftps_certificate_acme_tsig_algorithm must be one of",
     ),
-    "no TSIG secret": ({"ftps_certificate_acme_tsig_key_secret": ""}, "ftps_certificate_acme_tsig_key_secret hold"),
-    "no zone": ({"ftps_certificate_acme_dns_zone": ""}, "ftps_certificate_acme_dns_zone '' must be the DNS zone"),
+    "no TSIG secret": (
+        {"ftps_certificate_acme_tsig_key_secret": ""},
+        "ftps_certificate_acme_tsig_key_secret hold",
+    ),
+    "no zone": (
+        {"ftps_certificate_acme_dns_zone": ""},
+        "ftps_certificate_acme_dns_zone '' must be the DNS zone",
+    ),
     "name outside the zone": (
         {"ftps_certificate_extra_subject_alt_names": ["ftp.example.org"]},
-        "DNS-01 can only prove names inside ftps_certificate_acme_dns_zone (example.com): DNS:ftp.example.org",
+        "names inside ftps_certificate_acme_dns_zone (example.com): DNS:ftp.example.org",
     ),
     "zone name that only ends like the zone": (
         {"ftps_certificate_subject_alt_names": ["ftp.badexample.com"]},
@@ -99,7 +108,10 @@ ACME_CASES = {
         {"ftps_certificate_subject_alt_names": ["ftp.example.com", "192.0.2.10"]},
         "IP:192.0.2.10 in ftps_certificate_subject_alt_names",
     ),
-    "no DNS server": ({"ftps_certificate_acme_dns_server": ""}, "ftps_certificate_acme_dns_server '' must be"),
+    "no DNS server": (
+        {"ftps_certificate_acme_dns_server": ""},
+        "ftps_certificate_acme_dns_server '' must be",
+    ),
 }
 
 CASES = {

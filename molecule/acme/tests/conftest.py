@@ -1,6 +1,7 @@
 """Helpers of the ACME tests: run the scenario's playbooks again with other variables, fetch Pebble's root,
 open explicit FTPS sessions that verify the server against it by name, and ask the lab's BIND server."""
 
+import contextlib
 import ftplib
 import json
 import ssl
@@ -26,8 +27,8 @@ WHOLE_LIFETIME_WINDOW = "ftps_certificate_renew_before_days=2000"
 
 
 def run_playbook(*args: str, playbook: Path = CONVERGE) -> PlaybookRun:
-    """As Molecule runs the scenario's playbooks: with the scenario's extra variables (doctor-vars.yml)."""
-    return run_any_playbook(playbook, "-e", f"@{SCENARIO / 'doctor-vars.yml'}", *args)
+    """As Molecule runs the scenario's playbooks: with the scenario's extra variables (vars/doctor.yml)."""
+    return run_any_playbook(playbook, "-e", f"@{SCENARIO / 'vars/doctor.yml'}", *args)
 
 
 def extra_vars(**variables: object) -> tuple[str, str]:
@@ -51,7 +52,9 @@ def lab_ca() -> Path:
 def pebble_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The root Pebble made at its start, from its management port (whose HTTPS the lab CA vouches for)."""
     context = ssl.create_default_context(cafile=str(lab_ca()))
-    with urllib.request.urlopen(f"https://{dns_address()}:15000/roots/0", context=context, timeout=10) as reply:
+    with urllib.request.urlopen(
+        f"https://{dns_address()}:15000/roots/0", context=context, timeout=10
+    ) as reply:
         pem = reply.read()
     path = tmp_path_factory.mktemp("pebble") / "root.pem"
     path.write_bytes(pem)
@@ -67,7 +70,11 @@ class NamedFTPS(FTPS):
         self.server_name = server_name
 
     def connect(
-        self, host: str = "", port: int = 0, timeout: float = -999, source_address: tuple[str, int] | None = None
+        self,
+        host: str = "",
+        port: int = 0,
+        timeout: float = -999,
+        source_address: tuple[str, int] | None = None,
     ) -> str:
         welcome = super().connect(host, port, timeout, source_address)
         # AUTH TLS and the protected data connections check the certificate against self.host.
@@ -100,10 +107,9 @@ def challenge_records() -> list[str]:
     resolver.nameservers = [dns_address()]
     found = []
     for name in variables()["ftps_certificate_subject_alt_names"]:
-        try:
-            found += [rr.to_text() for rr in resolver.resolve(f"_acme-challenge.{name}", "TXT")]
-        except dns.resolver.NXDOMAIN:
-            pass
+        with contextlib.suppress(dns.resolver.NXDOMAIN):
+            answer = resolver.resolve(f"_acme-challenge.{name}", "TXT", raise_on_no_answer=False)
+            found += [rr.to_text() for rr in answer]
     return found
 
 

@@ -23,7 +23,9 @@ from cryptography import x509
 def test_certificate_carries_the_names_from_the_variables(server):
     leaf = installed_chain(server)[0]
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(variables()["ftps_certificate_subject_alt_names"])
+    assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(
+        variables()["ftps_certificate_subject_alt_names"]
+    )
     assert names.get_values_for_type(x509.IPAddress) == []
     assert "Pebble Intermediate CA" in leaf.issuer.rfc4514_string()
 
@@ -58,7 +60,7 @@ def test_served_chain_verifies_against_pebble_root_by_name(server, pebble_root, 
 
 
 def test_a_name_not_in_the_certificate_is_refused(pebble_root):
-    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|doesn't match"):
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"):
         login(pebble_root, "other.lab.test")
 
 

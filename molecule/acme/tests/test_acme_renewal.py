@@ -1,7 +1,7 @@
-"""Renewal and failures against the real Pebble and BIND: a certificate inside its window is renewed by a plain
-re-run of site.yml while a download goes on, renew-certificates.yml renews as well; an unreachable directory,
-a wrong TSIG key, a zone the server does not serve and records that never show up each fail the host with
-their own message and leave the key and certificate in service as they were."""
+"""Renewal and failures against the real Pebble and BIND: a certificate inside its window is renewed by a
+plain re-run of site.yml while a download goes on, renew-certificates.yml renews as well; an unreachable
+directory, a wrong TSIG key, a zone the server does not serve and records that never show up each fail the
+host with their own message and leave the key and certificate in service as they were."""
 
 import hashlib
 import threading
@@ -32,7 +32,9 @@ def main_pid(host) -> str:
 
 @pytest.fixture
 def big_file(server):
-    server.run_expect([0], f"head -c {BIG_FILE_MIB}M /dev/urandom > {BIG_FILE} && chown ftpsd:ftpsd {BIG_FILE}")
+    server.run_expect(
+        [0], f"head -c {BIG_FILE_MIB}M /dev/urandom > {BIG_FILE} && chown ftpsd:ftpsd {BIG_FILE}"
+    )
     yield BIG_FILE
     server.run(f"rm -f {BIG_FILE}")
 
@@ -129,8 +131,14 @@ FAILURES = {
 @pytest.mark.parametrize("case", FAILURES, ids=list(FAILURES))
 def test_failure_names_its_cause_and_keeps_the_certificate_in_service(server, pebble_root, case):
     overrides, message = FAILURES[case]
-    key_before, serial_before, pid = server.file(KEY).sha256sum, installed_chain(server)[0].serial_number, main_pid(server)
-    run = run_playbook("--limit", SERVER, "-e", WHOLE_LIFETIME_WINDOW, *extra_vars(**overrides()), playbook=RENEW)
+    key_before, serial_before, pid = (
+        server.file(KEY).sha256sum,
+        installed_chain(server)[0].serial_number,
+        main_pid(server),
+    )
+    run = run_playbook(
+        "--limit", SERVER, "-e", WHOLE_LIFETIME_WINDOW, *extra_vars(**overrides()), playbook=RENEW
+    )
     assert run.rc != 0, run.output
     assert message in run.output, run.output
     assert "the installed certificate is unchanged" in run.output, run.output
