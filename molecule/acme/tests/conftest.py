@@ -61,33 +61,16 @@ def pebble_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class NamedFTPS(FTPS):
-    """Explicit FTPS to an address that verifies the server's certificate for a DNS name: the lab zone is not
-    in the controller's resolver, so the name cannot be the connect address."""
-
-    def __init__(self, server_name: str, context: ssl.SSLContext) -> None:
-        super().__init__(context=context, timeout=60)
-        self.server_name = server_name
-
-    def connect(
-        self,
-        host: str = "",
-        port: int = 0,
-        timeout: float = -999,
-        source_address: tuple[str, int] | None = None,
-    ) -> str:
-        welcome = super().connect(host, port, timeout, source_address)
-        # AUTH TLS and the protected data connections check the certificate against self.host.
-        self.host = self.server_name
-        return welcome
-
-
-def login(root: Path, server_name: str = "ftp.lab.test") -> NamedFTPS:
+def login(root: Path, server_name: str = "ftp.lab.test") -> FTPS:
     """A verified explicit FTPS session (hostname checking on, Pebble's root the only trust anchor)."""
     context = ssl.create_default_context(cafile=str(root))
     user = variables()["ftps_server_users"][0]
-    ftp = NamedFTPS(server_name, context)
+    ftp = FTPS(context=context, timeout=60)
     ftp.connect(address(lab_host(SERVER)), 21)
+    # The lab zone is not in the controller's resolver, so the name cannot be the connect address: AUTH TLS
+    # and the protected data connections check the certificate against ftp.host, the data connections go to
+    # the control connection's peer.
+    ftp.host = server_name
     ftp.login(user["name"], user["password"])
     ftp.prot_p()
     return ftp

@@ -3,9 +3,6 @@ plain re-run of site.yml while a download goes on, renew-certificates.yml renews
 directory, a wrong TSIG key, a zone the server does not serve and records that never show up each fail the
 host with their own message and leave the key and certificate in service as they were."""
 
-import hashlib
-import threading
-
 import pytest
 from conftest import (
     KEY,
@@ -20,6 +17,7 @@ from conftest import (
     presented_certificate,
     run_playbook,
 )
+from paused_download import PausedDownload
 
 BIG_FILE = "/srv/ftps/shared/acme-renewal.bin"
 BIG_FILE_MIB = 100
@@ -44,29 +42,8 @@ def test_certificate_inside_window_is_renewed_by_a_rerun_during_a_download(serve
     pid, key_before = main_pid(server), server.file(KEY).sha256sum
     first = login(pebble_root)
     old_serial = presented_certificate(first).serial_number
-    digest, received, outcome = hashlib.sha256(), [0], {}
-    paused, resume = threading.Event(), threading.Event()
-
-    def on_block(block: bytes) -> None:
-        digest.update(block)
-        received[0] += len(block)
-        if received[0] >= PAUSE_AFTER and not paused.is_set():
-            paused.set()
-            resume.wait(timeout=240)
-
-    def download() -> None:
-        try:
-            outcome["reply"] = first.retrbinary(f"RETR {big_file.rsplit('/', 1)[1]}", on_block)
-        except OSError as error:
-            outcome["error"] = error
-        finally:
-            paused.set()
-
     first.cwd("/")
-    downloader = threading.Thread(target=download)
-    downloader.start()
-    try:
-        assert paused.wait(timeout=60) and "error" not in outcome, outcome
+    with PausedDownload(first, big_file.rsplit("/", 1)[1], PAUSE_AFTER) as download:
         rerun = run_playbook("-e", WHOLE_LIFETIME_WINDOW)
         assert rerun.rc == 0, rerun.output
         assert rerun.changed()[SERVER] > 0, rerun.output
@@ -74,13 +51,11 @@ def test_certificate_inside_window_is_renewed_by_a_rerun_during_a_download(serve
         second = login(pebble_root)
         assert presented_certificate(second).serial_number != old_serial
         second.quit()
-        assert downloader.is_alive(), "the download must still be in progress during the renewal"
-    finally:
-        resume.set()
-        downloader.join(timeout=300)
-    assert outcome.get("reply", "").startswith("226"), outcome
-    assert received[0] == BIG_FILE_MIB * 1024 * 1024
-    assert digest.hexdigest() == expected
+        assert download.in_progress(), "the download must still be in progress during the renewal"
+    assert download.completed_intact(BIG_FILE_MIB * 1024 * 1024, expected), (
+        download.outcome,
+        download.received,
+    )
     first.quit()
     assert server.file(KEY).sha256sum != key_before, "a renewal makes a new key by default"
     assert not server.file(f"{KEY}.next").exists
