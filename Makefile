@@ -9,7 +9,7 @@ VENV      := .venv
 BIN       := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 LAB       := tests/lab/lab
-DEMO_HOSTS ?= ftps-1 ftps-2
+DEMO_HOSTS ?= ftps-1 ftps-2:trixie
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # After lint, `make test` runs its suites TEST_JOBS at a time: they mostly wait on SSH and lab hosts, so two
 # side by side take little longer than one. Longest first, so that the short ones fill the gaps at the end.

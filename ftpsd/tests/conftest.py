@@ -75,6 +75,7 @@ class ServerSetup:
     passive: tuple[int, int] = (0, 0)
     limits: dict[str, int] = field(default_factory=dict)
     extra_users: list[tuple[str, str, str]] = field(default_factory=list)
+    listen_address: str = "127.0.0.1"
 
     @property
     def shared(self) -> Path:
@@ -92,7 +93,7 @@ class ServerSetup:
         limits = {"idle_timeout": 60, "data_timeout": 30, **self.limits}
         lines = [
             "[server]",
-            'listen_address = "127.0.0.1"',
+            f'listen_address = "{self.listen_address}"',
             f"explicit_port = {self.explicit_port}",
             f"implicit_port = {self.implicit_port}",
             f"passive_ports = [{self.passive[0]}, {self.passive[1]}]",

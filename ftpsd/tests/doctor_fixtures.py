@@ -30,20 +30,15 @@ NETNS_RANGE = ipaddress.ip_network("198.18.250.0/24")  # reserved for these test
 
 @dataclass
 class DoctorSetup(ServerSetup):
-    """conftest's server setup plus the two [server] settings the doctor's faults need."""
+    """conftest's server setup plus the [server] setting the doctor's NAT faults need."""
 
-    listen_address: str = "127.0.0.1"
     masquerade_address: str = ""
 
     def render(self) -> str:
-        default = 'listen_address = "127.0.0.1"\n'
+        listen = f'listen_address = "{self.listen_address}"\n'
         text = super().render()
-        assert default in text, "conftest.ServerSetup.render changed; adapt DoctorSetup"
-        return text.replace(
-            default,
-            f'listen_address = "{self.listen_address}"\nmasquerade_address = "{self.masquerade_address}"\n',
-            1,
-        )
+        assert listen in text, "conftest.ServerSetup.render changed; adapt DoctorSetup"
+        return text.replace(listen, f'{listen}masquerade_address = "{self.masquerade_address}"\n', 1)
 
 
 def doctor_setup(

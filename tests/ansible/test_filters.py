@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "roles"
 
 
-def load(role: str) -> ModuleType:
-    path = ROLES / role / "filter_plugins" / f"{role}.py"
-    spec = importlib.util.spec_from_file_location(f"{role}_filters", path)
+def load(role: str, plugin: str | None = None) -> ModuleType:
+    plugin = plugin or role
+    path = ROLES / role / "filter_plugins" / f"{plugin}.py"
+    spec = importlib.util.spec_from_file_location(f"{plugin}_filters", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 server = load("ftps_server")
+build = load("ftps_server", "ftps_server_build")
 firewall = load("firewall")
 
 ADMIN = {"name": "admin", "password": "s3cret", "home": "/srv/ftps/shared", "permissions": "full"}
@@ -156,3 +158,27 @@ def test_every_present_user_check_uses_the_one_filter():
         text = (REPO / path).read_text()
         assert "ftps_server_present_users" in text, path
         assert "'present'" not in text, path
+
+
+def test_requirements_markers_are_evaluated_for_the_target_python():
+    """pip would evaluate them for the controller's Python 3.11: Debian 13 hosts would miss asyncore."""
+    pins = ["pyftpdlib==2.2.0", 'pyasyncore==1.0.5 ; python_version >= "3.12"']
+    assert build.requirements_for(pins, "3.11") == ["pyftpdlib==2.2.0"]
+    assert build.requirements_for(pins, "3.13") == ["pyftpdlib==2.2.0", "pyasyncore==1.0.5"]
+    with pytest.raises(AnsibleFilterError, match="is not a requirement"):
+        build.requirements_for(["pyftpdlib=2.2.0"], "3.11")
+
+
+def test_source_digest_follows_the_source_and_pins_not_caches(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.py").write_text("A = 1\n")
+    first = build.source_digest(str(tmp_path), ["pyftpdlib==2.2.0"])
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert build.source_digest(str(tmp_path), ["pyftpdlib==2.2.0"]) == first
+    assert build.source_digest(str(tmp_path), ["pyftpdlib==2.2.1"]) != first
+    (tmp_path / "src" / "x.py").write_text("A = 2\n")
+    assert build.source_digest(str(tmp_path), ["pyftpdlib==2.2.0"]) != first
+    with pytest.raises(AnsibleFilterError, match="not a Python source tree"):
+        build.source_digest(str(tmp_path / "src"))

@@ -1,20 +1,25 @@
-"""Boot real Debian 12 hosts on this machine for tests: systemd as PID 1, sshd, nftables, Python 3.
+"""Boot real Debian 12 and 13 hosts on this machine for tests: systemd as PID 1, sshd, nftables, Python 3.
 
 Docker, podman and systemd-nspawn do not run on these machines (mixed cgroup v1/v2), so each lab host is
 built from plain kernel namespaces: its own PID, mount, UTS, IPC, cgroup and network namespace, an overlayfs
-copy of a cached debootstrap root filesystem, and a veth on a bridge with an address from 198.18.0.0/15
-(RFC 2544, reserved for test networks). Ansible reaches the hosts over SSH exactly as it reaches production
-servers, with a generated key and pinned host keys.
+copy of a cached debootstrap root filesystem (one per Debian release), and a veth on a bridge with an IPv4
+address from 198.18.0.0/15 (RFC 2544) and an IPv6 address from 2001:2::/48 (RFC 5180), both reserved for
+test networks and unreachable beyond this machine. Ansible reaches the hosts over SSH exactly as it reaches
+production servers, with a generated key and pinned host keys.
 
 Usage:
-    lab [--lab NAME] up (N | HOST...) [--inventory FILE] [--group GROUP]
+    lab [--lab NAME] up (N | HOST[:RELEASE]...) [--release RELEASE] [--inventory FILE] [--group GROUP]
     lab [--lab NAME] down
     lab down --all
     lab [--lab NAME] status
     lab [--lab NAME] ssh HOST [COMMAND...]
     lab [--lab NAME] reboot HOST
     lab [--lab NAME] instance-config FILE      # Molecule's delegated-driver instance config
-    lab build                                  # build (or reuse) the cached root filesystem
+    lab build [--release RELEASE]              # build (or reuse) the cached root filesystem
+
+RELEASE is a Debian codename: bookworm (Debian 12, the default) or trixie (Debian 13); a lab can mix them,
+for example `lab up ftps-1 ftps-2:trixie`. The inventory it writes gives each host `lab_debian_release`
+and `lab_ipv6_address`.
 
 Several labs can run side by side (one per Molecule scenario, one for the demo); each has its own bridge
 and /24. LAB_PREFIX, when set, is put before every lab name, and `down --all` then stops only those labs:
@@ -43,7 +48,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SUITE = "bookworm"
+# The Debian releases a lab host can run (codename: version); hosts without one get DEFAULT_RELEASE.
+RELEASES = {"bookworm": "12", "trixie": "13"}
+DEFAULT_RELEASE = "bookworm"
 # Everything the roles need on a host must be baked in: lab hosts have no internet.
 PACKAGES = (
     *("python3", "python3-venv", "python3-apt", "python3-cryptography", "python3-cffi-backend"),
@@ -58,6 +65,7 @@ CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", "/var/cache/ftpslab"))
 STATE_ROOT = Path(os.environ.get("LAB_STATE_DIR", "/run/ftpslab"))
 DATA_ROOT = Path(os.environ.get("LAB_DATA_DIR", "/var/lib/ftpslab"))
 TEST_RANGE = ipaddress.ip_network("198.18.0.0/15")
+TEST_RANGE6 = ipaddress.ip_network("2001:2::/48")
 NETNS_PREFIX = "ftpslab-"
 REQUIRED_TOOLS = ("ip", "unshare", "nsenter", "mount", "umount", "ssh", "ssh-keygen", "debootstrap")
 BOOT_TIMEOUT = float(os.environ.get("LAB_BOOT_TIMEOUT", "90"))
@@ -81,6 +89,7 @@ MASKED_UNITS = (
     "fstrim.timer",
     "systemd-timesyncd.service",
     "systemd-networkd-wait-online.service",
+    "systemd-modules-load.service",  # Debian 13's fails: a namespace host cannot load kernel modules
 )
 
 # Debian enables firewalld when it is installed; on a lab host only the firewall role may start it.
@@ -103,6 +112,8 @@ class Host:
     netns: str
     veth: str
     pid: int  # systemd (PID 1 inside), as seen from this machine
+    release: str = DEFAULT_RELEASE
+    address6: str = ""
 
 
 @dataclass
@@ -124,6 +135,14 @@ class Lab:
     @property
     def gateway(self) -> str:
         return str(self.network.network_address + 1)
+
+    @property
+    def network6(self) -> ipaddress.IPv6Network:
+        return ipaddress.ip_network(f"2001:2:0:{self.index:x}::/64")
+
+    @property
+    def gateway6(self) -> str:
+        return str(self.network6.network_address + 1)
 
     @property
     def bridge(self) -> str:
@@ -201,27 +220,32 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def rootfs_path() -> Path:
-    digest = hashlib.sha256(" ".join([SUITE, *sorted(PACKAGES), BOOT_SCRIPT]).encode()).hexdigest()[:12]
-    return CACHE_DIR / f"rootfs-{SUITE}-{digest}"
+def rootfs_path(release: str) -> Path:
+    # Everything that shapes the cached tree: a change to any of it builds a new one.
+    inputs = [release, *sorted(PACKAGES), *MASKED_UNITS, *FIREWALLD_ENABLE_LINKS, BOOT_SCRIPT]
+    digest = hashlib.sha256(" ".join(inputs).encode()).hexdigest()[:12]
+    return CACHE_DIR / f"rootfs-{release}-{digest}"
 
 
-def build_rootfs() -> Path:
-    """Build the Debian root filesystem once; later boots share it read-only as an overlay lower layer."""
-    target = rootfs_path()
+def build_rootfs(release: str) -> Path:
+    """Build a release's root filesystem once; later boots share it read-only as an overlay lower layer."""
+    target = rootfs_path(release)
     with locked(CACHE_DIR / ".build.lock"):
         if (target / ".complete").exists():
             return target
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         mirror = debian_mirror()
-        log(f"building the Debian {SUITE} root filesystem from {mirror} (once, about a minute)")
+        log(
+            f"building the Debian {RELEASES[release]} ({release}) root filesystem from {mirror}"
+            " (once, a minute or two)"
+        )
         proc = subprocess.run(
             [
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={','.join(PACKAGES)}",
-                SUITE,
+                release,
                 str(staging),
                 mirror,
             ],
@@ -237,7 +261,7 @@ def build_rootfs() -> Path:
         (target / ".complete").touch()
         # An older build may still be the lower layer of a lab another checkout is running.
         if not all_labs():
-            for stale in CACHE_DIR.glob(f"rootfs-{SUITE}-*"):
+            for stale in CACHE_DIR.glob(f"rootfs-{release}-*"):
                 if stale != target:
                     shutil.rmtree(stale, ignore_errors=True)
     return target
@@ -323,9 +347,12 @@ def ensure_bridge(lab: Lab) -> None:
     if run("ip", "link", "show", lab.bridge, check=False).returncode != 0:
         run("ip", "link", "add", lab.bridge, "type", "bridge")
     run("ip", "addr", "replace", f"{lab.gateway}/24", "dev", lab.bridge)
+    # nodad: the address is usable at once (duplicate detection would hold it back for a second or two).
+    run("ip", "-6", "addr", "replace", f"{lab.gateway6}/64", "dev", lab.bridge, "nodad")
     run("ip", "link", "set", lab.bridge, "up")
-    # The bridge's /24 is more specific; anything else in the test range can never leave this machine.
+    # The bridge's /24 and /64 are more specific; nothing else in the test ranges can leave this machine.
     run("ip", "route", "replace", "unreachable", str(TEST_RANGE))
+    run("ip", "-6", "route", "replace", "unreachable", str(TEST_RANGE6))
 
 
 def forget_machine_state_if_unused() -> None:
@@ -333,6 +360,7 @@ def forget_machine_state_if_unused() -> None:
     if all_labs():
         return
     run("ip", "route", "del", "unreachable", str(TEST_RANGE), check=False)
+    run("ip", "-6", "route", "del", "unreachable", str(TEST_RANGE6), check=False)
     remove_cgroup_tree(cgroup_root())
     (STATE_ROOT / ".lock").unlink(missing_ok=True)
     for folder in (DATA_ROOT, STATE_ROOT):
@@ -363,14 +391,17 @@ def host_cgroup(lab_name: str, host: str) -> Path:
     return cgroup_root() / lab_name / host
 
 
-def prepare_upper(lab: Lab, host: str, address: str, paths: dict[str, Path]) -> str:
+def prepare_upper(lab: Lab, host: str, addresses: tuple[str, str], paths: dict[str, Path]) -> str:
     """Give the host its identity: hostname, machine-id, its own SSH host key, our public key."""
     upper = paths["upper"]
     (upper / "etc/ssh").mkdir(parents=True, exist_ok=True)
     (upper / "root/.ssh").mkdir(parents=True, mode=0o700, exist_ok=True)
     (upper / "etc/hostname").write_text(f"{host}\n")
     (upper / "etc/machine-id").write_text(os.urandom(16).hex() + "\n")
-    (upper / "etc/hosts").write_text(f"127.0.0.1 localhost\n{address} {host}\n::1 localhost ip6-localhost\n")
+    address, address6 = addresses
+    (upper / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n{address} {host}\n::1 localhost ip6-localhost\n{address6} {host}\n"
+    )
     key = upper / "etc/ssh/ssh_host_ed25519_key"
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host}", "-f", str(key))
     authorized = upper / "root/.ssh/authorized_keys"
@@ -379,11 +410,14 @@ def prepare_upper(lab: Lab, host: str, address: str, paths: dict[str, Path]) -> 
     return Path(f"{key}.pub").read_text().split()[1]
 
 
-def boot_host(lab: Lab, host: str, address: str, rootfs: Path) -> Host:
+def boot_host(lab: Lab, host: str, release: str, rootfs: Path) -> Host:
+    offset = 11 + len(lab.hosts)
+    address = str(lab.network.network_address + offset)
+    address6 = str(lab.network6.network_address + offset)
     paths = host_paths(lab.name, host)
     for key in ("upper", "work", "root"):
         paths[key].mkdir(parents=True, exist_ok=True)
-    host_key = prepare_upper(lab, host, address, paths)
+    host_key = prepare_upper(lab, host, (address, address6), paths)
     run(
         "mount", "-t", "overlay", "overlay", "-o",
         f"lowerdir={rootfs},upperdir={paths['upper']},workdir={paths['work']}", str(paths["root"]),
@@ -395,15 +429,19 @@ def boot_host(lab: Lab, host: str, address: str, rootfs: Path) -> Host:
     run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
     run("ip", "link", "set", veth, "master", lab.bridge, "up")
     run("ip", "netns", "exec", netns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
+    run("ip", "netns", "exec", netns, "ip", "-6", "addr", "add", f"{address6}/64", "dev", "eth0", "nodad")
     run("ip", "netns", "exec", netns, "ip", "link", "set", "eth0", "up")
     run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
     run("ip", "netns", "exec", netns, "ip", "route", "add", "default", "via", lab.gateway)
+    run("ip", "netns", "exec", netns, "ip", "-6", "route", "add", "default", "via", lab.gateway6)
 
     pid = start_init(lab, host, netns)
     run("nsenter", "-t", str(pid), "--uts", "hostname", host)
     with lab.known_hosts.open("a") as known:
-        known.write(f"{address} ssh-ed25519 {host_key}\n")
-    return Host(name=host, address=address, netns=netns, veth=veth, pid=pid)
+        known.write(f"{address},{address6} ssh-ed25519 {host_key}\n")
+    return Host(
+        name=host, address=address, netns=netns, veth=veth, pid=pid, release=release, address6=address6
+    )
 
 
 def start_init(lab: Lab, host: str, netns: str) -> int:
@@ -579,33 +617,40 @@ def clean_stale(name: str) -> None:
 # -------------------------------------------------------------------------------------------- commands
 
 
-def host_names(lab_name: str, spec: list[str]) -> list[str]:
+def requested_hosts(lab_name: str, spec: list[str], default_release: str) -> list[tuple[str, str]]:
+    """(name, release) of each host asked for: N hosts, or names with an optional `:release`."""
     if len(spec) == 1 and spec[0].isdigit():
         count = int(spec[0])
         if not 1 <= count <= 50:
             raise LabError("the number of hosts must be between 1 and 50")
-        return [f"{lab_name}-{i}" for i in range(1, count + 1)]
-    for name in spec:
+        return [(f"{lab_name}-{i}", default_release) for i in range(1, count + 1)]
+    hosts = []
+    for item in spec:
+        name, _, release = item.partition(":")
         if not NAME_RE.match(name):
             raise LabError(f"invalid host name {name!r}: use lower-case letters, digits and '-'")
-    if len(set(spec)) != len(spec):
+        release = release or default_release
+        if release not in RELEASES:
+            raise LabError(f"host {name}: unknown release {release!r}; choose one of {', '.join(RELEASES)}")
+        hosts.append((name, release))
+    if len({name for name, _ in hosts}) != len(hosts):
         raise LabError("host names must be unique")
-    return spec
+    return hosts
 
 
 def cmd_up(args: argparse.Namespace) -> None:
     preflight(need_debootstrap=True)
-    names = host_names(args.lab, args.hosts)
-    rootfs = build_rootfs()
+    wanted = requested_hosts(args.lab, args.hosts, args.release)
+    rootfs = {release: build_rootfs(release) for release in sorted({release for _, release in wanted})}
     with locked(STATE_ROOT / ".lock"):
         existing = load_lab(args.lab)
         if (
             existing
-            and [h.name for h in existing.hosts] == names
+            and [(h.name, h.release) for h in existing.hosts] == wanted
             and all(process_alive(h.pid) for h in existing.hosts)
         ):
             lab = existing
-            log(f"lab {args.lab} is already up with {len(names)} host(s)")
+            log(f"lab {args.lab} is already up with {len(wanted)} host(s)")
         else:
             clean_stale(args.lab)
             previous = existing.index if existing else None
@@ -617,13 +662,15 @@ def cmd_up(args: argparse.Namespace) -> None:
             )
             lab.known_hosts.write_text("")
             ensure_bridge(lab)
-            for offset, name in enumerate(names):
-                address = str(lab.network.network_address + 11 + offset)
-                lab.hosts.append(boot_host(lab, name, address, rootfs))
+            for name, release in wanted:
+                lab.hosts.append(boot_host(lab, name, release, rootfs[release]))
                 save_lab(lab)
     for host in lab.hosts:
         wait_until_up(lab, host)
-    log("up: " + ", ".join(f"{h.name}={h.address}" for h in lab.hosts))
+    log(
+        "up: "
+        + ", ".join(f"{h.name}={h.address},{h.address6} (Debian {RELEASES[h.release]})" for h in lab.hosts)
+    )
     if args.inventory:
         write_inventory(lab, Path(args.inventory), args.group)
 
@@ -634,7 +681,10 @@ def write_inventory(lab: Lab, path: Path, groups: list[str]) -> None:
     SSH connection sharing keys its sockets by address, and a later lab may reuse this one's addresses:
     the sockets live in this lab's state folder, so they end with it.
     """
-    hosts = {h.name: {"ansible_host": h.address} for h in lab.hosts}
+    hosts = {
+        h.name: {"ansible_host": h.address, "lab_debian_release": h.release, "lab_ipv6_address": h.address6}
+        for h in lab.hosts
+    }
     inventory = {
         "all": {
             "vars": {
@@ -683,7 +733,10 @@ def cmd_status(args: argparse.Namespace) -> None:
                 system = run(
                     "nsenter", "-t", str(host.pid), "-a", "systemctl", "is-system-running", check=False
                 ).stdout.strip()
-            print(f"  {host.name:<20} {host.address:<15} pid {host.pid:<8} {state} {system}")
+            print(
+                f"  {host.name:<20} {host.address:<15} {host.address6:<20} {host.release:<9}"
+                f" pid {host.pid:<8} {state} {system}"
+            )
 
 
 def require_lab(name: str) -> Lab:
@@ -694,7 +747,7 @@ def require_lab(name: str) -> Lab:
 
 
 def find_host(lab: Lab, name: str) -> Host:
-    host = next((h for h in lab.hosts if name in (h.name, h.address)), None)
+    host = next((h for h in lab.hosts if name in (h.name, h.address, h.address6)), None)
     if host is None:
         raise LabError(f"no host {name} in lab {lab.name}: {', '.join(h.name for h in lab.hosts)}")
     return host
@@ -740,9 +793,9 @@ def cmd_instance_config(args: argparse.Namespace) -> None:
     Path(args.file).write_text(json.dumps(config, indent=2) + "\n")
 
 
-def cmd_build(_: argparse.Namespace) -> None:
+def cmd_build(args: argparse.Namespace) -> None:
     preflight(need_debootstrap=True)
-    print(build_rootfs())
+    print(build_rootfs(args.release))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -754,6 +807,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     up = sub.add_parser("up", help="boot hosts (idempotent)")
     up.add_argument("hosts", nargs="+", help="a number of hosts, or host names")
     up.add_argument("--inventory", help="write an Ansible inventory here")
+    up.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE, help="for hosts without :RELEASE")
     up.add_argument("--group", action="append", help="inventory group for the hosts (repeatable)")
     down = sub.add_parser("down", help="stop hosts and remove everything they used")
     down.add_argument("--all", action="store_true", help="every lab on this machine")
@@ -766,7 +820,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     reboot.add_argument("host")
     instance = sub.add_parser("instance-config", help="write Molecule's instance config")
     instance.add_argument("file")
-    sub.add_parser("build", help="build the cached root filesystem")
+    build = sub.add_parser("build", help="build the cached root filesystem of a release")
+    build.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE)
     args = parser.parse_args(argv)
     if not NAME_RE.match(args.lab) or len(args.lab) > 12:
         parser.error("--lab: lower-case letters, digits and '-', at most 12 characters")

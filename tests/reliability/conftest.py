@@ -83,14 +83,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         deploy(inventory)
         settings = inventory_settings()
         users = {u["name"]: User(u["name"], u["password"], u["home"]) for u in settings["ftps_server_users"]}
-        server = LabHost(SERVER, addresses[SERVER])
+        server = LabHost(SERVER, *addresses[SERVER])
         prepare_tiny_disk(server, users["rel_tiny"].home, settings.get("ftps_server_user", "ftpsd"))
         certificate = inventory / "server.crt"
         certificate.write_text(server.run("cat /etc/ftpsd/tls/server.crt"))
         gateway = ipaddress.ip_interface(f"{server.address}/24").network.network_address + 1
         yield Deployment(
             server=server,
-            client=LabHost(CLIENT, addresses[CLIENT]),
+            client=LabHost(CLIENT, *addresses[CLIENT]),
             controller_address=str(gateway),
             users=users,
             settings=settings,

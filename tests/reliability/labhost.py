@@ -33,6 +33,7 @@ class ServiceState:
 class LabHost:
     name: str
     address: str
+    address6: str  # lab hosts are dual-stack
 
     def run(self, command: str, *, check: bool = True, timeout: float = 120) -> str:
         """Run a shell command on the host as root; returns its stdout."""
@@ -136,10 +137,10 @@ def lab_tool(*args: str, timeout: float = 300) -> None:
         raise AssertionError(f"lab {' '.join(args)} failed:\n{proc.stderr}")
 
 
-def write_inventory(generated: Path) -> dict[str, str]:
+def write_inventory(generated: Path) -> dict[str, tuple[str, str]]:
     """Rewrite the lab's inventory: the server in ftps_servers, the other host in a group of its own.
 
-    Returns the address of each host.
+    Returns the IPv4 and IPv6 address of each host.
     """
     text = generated.read_text()
     inventory = json.loads(text[text.index("{") :])  # after the tool's comment line
@@ -149,4 +150,4 @@ def write_inventory(generated: Path) -> dict[str, str]:
         "reliability_clients": {"hosts": {CLIENT: hosts[CLIENT]}},
     }
     generated.write_text(yaml.safe_dump(inventory))
-    return {name: vars_["ansible_host"] for name, vars_ in hosts.items()}
+    return {name: (vars_["ansible_host"], vars_["lab_ipv6_address"]) for name, vars_ in hosts.items()}

@@ -107,7 +107,7 @@ def test_the_certificate_is_the_deployed_one_with_the_expected_names(
     leaf = certificate_info["certificate_deployments"][0]["received_certificate_chain"][0]
     assert leaf["subject_alternative_name"] == {
         "dns_names": [SERVER],
-        "ip_addresses": [deployment.server.address],
+        "ip_addresses": [deployment.server.address, deployment.server.address6],
     }
     presented = x509.load_pem_x509_certificate(leaf["as_pem"].encode())
     assert presented == x509.load_pem_x509_certificate(deployment.certificate_file.read_bytes())

@@ -4,7 +4,8 @@ Stock pyftpdlib 2.2.0 falls short in ways each piece closes (see README.md): TLS
 both channels and PROT C is refused (DataProtection), malformed command lines never reach the
 filesystem (InputHygiene), passwords are checked off the event loop with bans (login.PasswordLogin),
 uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged (TransferLogging), and
-paths never leave the home (filesystem.SecureFS). Each mixin comes before TLS_FTPHandler in the bases,
+paths never leave the home (filesystem.SecureFS), PASV and PORT are refused on IPv6 control connections
+(families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the bases,
 so its ``super()`` calls reach pyftpdlib.
 """
 
@@ -19,6 +20,7 @@ from pyftpdlib.handlers import TLS_FTPHandler
 from ftpsd.authorizer import ConfigAuthorizer
 from ftpsd.bans import BanTracker
 from ftpsd.data import FtpsDataHandler
+from ftpsd.families import AddressFamilies
 from ftpsd.filesystem import SecureFS
 from ftpsd.login import PasswordLogin
 from ftpsd.offload import Offloader
@@ -104,7 +106,13 @@ class TransferLogging:
 
 
 class FtpsControlHandler(
-    InputHygiene, DataProtection, PasswordLogin, AtomicUploadCommands, TransferLogging, TLS_FTPHandler
+    InputHygiene,
+    DataProtection,
+    AddressFamilies,
+    PasswordLogin,
+    AtomicUploadCommands,
+    TransferLogging,
+    TLS_FTPHandler,
 ):
     """Explicit FTPS control channel (AUTH TLS on the plain port). Configured by server.py."""
 

@@ -10,9 +10,11 @@ certificates and users without disturbing transfers in progress.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from types import FrameType
@@ -98,6 +100,19 @@ class _Listener(FTPServer):
         return super().handle_accepted(sock, addr)
 
 
+def _bind(address: str, port: int) -> socket.socket | tuple[str, int]:
+    """What a listener binds: "::" is one dual-stack socket (IPv6, and IPv4 as ::ffff:a.b.c.d).
+
+    Made explicitly dual-stack rather than left to the net.ipv6.bindv6only sysctl, so that "::" means both
+    families on every host; any other address is bound as given (one family).
+    """
+    if ipaddress.ip_address(address) == ipaddress.IPv6Address("::"):
+        return socket.create_server(
+            (address, port), family=socket.AF_INET6, backlog=511, reuse_port=False, dualstack_ipv6=True
+        )
+    return (address, port)
+
+
 class Server:
     """The running daemon: listeners, loop, reload and shutdown."""
 
@@ -127,11 +142,14 @@ class Server:
                 self._listen(self.implicit_cls, server.implicit_port, send_refusal=False)
         except OSError as err:
             self.close()
-            raise StartupError(f"cannot listen on {server.listen_address}: {err}") from err
+            hint = (
+                " (a host without IPv6 needs listen_address 0.0.0.0)" if server.listen_address == "::" else ""
+            )
+            raise StartupError(f"cannot listen on {server.listen_address}: {err}{hint}") from err
 
     def _listen(self, handler: type[FtpsControlHandler], port: int, send_refusal: bool) -> None:
         listener = _Listener(
-            (self.config.server.listen_address, port), handler, ioloop=self.ioloop, backlog=511
+            _bind(self.config.server.listen_address, port), handler, ioloop=self.ioloop, backlog=511
         )
         listener.bans = self.bans
         listener.send_refusal = send_refusal

@@ -27,7 +27,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 class ServerSettings:
     """Where and how the server listens; the listening addresses need a restart to change."""
 
-    listen_address: str = "0.0.0.0"  # noqa: S104 - an FTP server listens on all interfaces by default
+    # "::" is one dual-stack socket: every IPv6 and IPv4 address of the host (server._bind).
+    listen_address: str = "::"
     explicit_port: int = 21
     implicit_port: int = 0
     passive_ports: tuple[int, int] = (50000, 60000)

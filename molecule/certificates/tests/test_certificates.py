@@ -43,8 +43,11 @@ def expected_subject(variables: dict) -> dict:
     return subject
 
 
-def expected_names(variables: dict, hostname: str) -> set:
+def expected_names(variables: dict, hostname: str, host) -> set:
+    """The default names (ansible_host, the inventory name, the host's global IPv6 address) and the extras."""
+    ipv6 = [ipaddress.ip_address(a) for a in host.interface("eth0").addresses if ":" in a]
     names = {x509.IPAddress(ipaddress.ip_address(variables["ansible_host"])), x509.DNSName(hostname)}
+    names |= {x509.IPAddress(a) for a in ipv6 if not a.is_link_local}
     extra = variables.get("ftps_certificate_extra_subject_alt_names", [])
     return names | {x509.DNSName(name) for name in extra}
 
@@ -70,7 +73,7 @@ def test_subject_and_names_equal_the_variables(hostname, request):
     variables = host.ansible.get_variables()
     cert = certificate(host)
     assert {attribute.oid: attribute.value for attribute in cert.subject} == expected_subject(variables)
-    assert alt_names(cert) == expected_names(variables, hostname)
+    assert alt_names(cert) == expected_names(variables, hostname, host)
     assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
         ExtendedKeyUsageOID.SERVER_AUTH
     ]

@@ -7,6 +7,7 @@ roles wrote: the tests compare what was asked for with what the host does.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import socket
 import ssl
@@ -31,6 +32,7 @@ class User:
 @dataclass(frozen=True)
 class Deployment:
     address: str
+    address6: str  # the host's global IPv6 address on the lab network (every lab host is dual-stack)
     ssh: list[str]
     explicit_port: int
     implicit_port: int
@@ -92,6 +94,7 @@ def deployment(host) -> Deployment:
     ]
     return Deployment(
         address=data["address"],
+        address6=global_ipv6(host),
         ssh=ssh,
         explicit_port=int(data["explicit_port"]),
         implicit_port=int(data["implicit_port"]),
@@ -103,6 +106,29 @@ def deployment(host) -> Deployment:
     )
 
 
+def global_ipv6(host) -> str:
+    """The one global IPv6 address of the host's lab interface, read off the host."""
+    addresses = [ipaddress.ip_address(a) for a in host.interface("eth0").addresses]
+    (address,) = [a for a in addresses if a.version == 6 and not a.is_link_local]
+    return str(address)
+
+
+PROBE_PORT = 8088
+
+
+@pytest.fixture
+def listener(host):
+    """A service outside the allowed ports, listening on every IPv4 and IPv6 address of the host."""
+    host.run_expect(
+        [0],
+        "systemd-run --unit=firewall-probe --property=Type=exec "
+        f"python3 -m http.server --bind :: {PROBE_PORT}",
+    )
+    host.run_expect([0], f"timeout 10 sh -c 'until ss -ltn | grep -q :{PROBE_PORT}; do sleep 0.2; done'")
+    yield PROBE_PORT
+    host.run("systemctl stop firewall-probe")
+
+
 def client_context() -> ssl.SSLContext:
     """Lab certificates are self-signed: encryption is tested here, trust in ftps_certificate's tests."""
     ctx = ssl.create_default_context()
@@ -111,10 +137,10 @@ def client_context() -> ssl.SSLContext:
     return ctx
 
 
-def login(dep: Deployment, user: User, password: str | None = None) -> FTPS:
-    """Explicit FTPS session: AUTH TLS, USER/PASS, PBSZ 0, PROT P."""
+def login(dep: Deployment, user: User, password: str | None = None, address: str | None = None) -> FTPS:
+    """Explicit FTPS session (to the IPv4 address unless told): AUTH TLS, USER/PASS, PBSZ 0, PROT P."""
     ftp = FTPS(context=client_context(), timeout=CONNECT_TIMEOUT * 5)
-    ftp.connect(dep.address, dep.explicit_port)
+    ftp.connect(address or dep.address, dep.explicit_port)
     ftp.login(user.name, user.password if password is None else password)
     ftp.prot_p()
     return ftp

@@ -26,6 +26,16 @@ def test_report_shows_the_fingerprint_each_host_really_serves(addresses):
         assert fingerprint in row, (host, fingerprint, row)
         assert fingerprint in html
         assert address in row
+        assert ", 2001:2:" in row  # and its IPv6 address (lab hosts are dual-stack)
+
+
+def test_report_names_each_hosts_debian_release():
+    """molecule.yml puts one Debian 13 host in each site, beside a Debian 12 one."""
+    report = (REPORTS / "deployment-report.md").read_text()
+    releases = {"bj-1": "12", "bj-2": "13", "sh-1": "13", "sh-2": "12"}
+    for host, release in releases.items():
+        row = next(line for line in report.splitlines() if line.startswith(f"| {host} |"))
+        assert row.split(" | ")[1].startswith(f"Debian {release}."), row
 
 
 def test_report_groups_hosts_by_site():
