@@ -1,7 +1,8 @@
 """Renewal and failures against the real Pebble and BIND: a certificate inside its window is renewed by a
 plain re-run of site.yml while a download goes on, renew-certificates.yml renews as well; an unreachable
-directory, a wrong TSIG key, a zone the server does not serve and records that never show up each fail the
-host with their own message and leave the key and certificate in service as they were."""
+directory, a wrong TSIG key, a zone the server does not serve, an order the CA refuses and records that never
+show up each fail the host with their own message and leave the key and certificate in service as they
+were."""
 
 import pytest
 from conftest import (
@@ -90,6 +91,11 @@ FAILURES = {
             "ftps_certificate_subject_alt_names": ["ftp.other.test"],
         },
         "zone not served",
+    ),
+    # Pebble's configuration blocks this name (prepare.yml).
+    "refused order": (
+        lambda: {"ftps_certificate_subject_alt_names": ["ftp.lab.test", "refused.lab.test"]},
+        "ACME order refused",
     ),
     # The records are published, then never seen on a second "authoritative" server that does not answer:
     # the run stops before the CA is asked, and the records are removed all the same.
