@@ -10,6 +10,7 @@ from conftest import (
     RENEW,
     SERVER,
     challenge_records,
+    dns_address,
     ephemeral_dir,
     installed_chain,
     login,
@@ -41,12 +42,13 @@ def test_full_chain_is_installed_and_key_is_private(server):
 
 
 def test_account_key_on_the_controller_is_encrypted_and_private():
-    account_dir = ephemeral_dir() / "acme"  # ftps_certificate_acme_account_dir in molecule.yml
-    keys = list(account_dir.glob("*.key"))
-    assert len(keys) == 1, keys
-    assert keys[0].stat().st_mode & 0o777 == 0o600
+    """One account key per directory URL, named after it (ftps_certificate_acme_account_dir in molecule.yml;
+    the ephemeral directory outlives a run, so keys of earlier labs' URLs may lie beside it)."""
+    account_dir = ephemeral_dir() / "acme"
+    key = account_dir / f"{dns_address()}_14000_dir.key"
+    assert key.stat().st_mode & 0o777 == 0o600
     assert account_dir.stat().st_mode & 0o777 == 0o700
-    assert b"BEGIN ENCRYPTED PRIVATE KEY" in keys[0].read_bytes()
+    assert b"BEGIN ENCRYPTED PRIVATE KEY" in key.read_bytes()
 
 
 @pytest.mark.parametrize("name", ["ftp.lab.test", "acme-srv.lab.test"])
