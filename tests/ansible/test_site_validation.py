@@ -57,6 +57,63 @@ def untouched(host: str) -> bool:
     return subprocess.run([LAB_TOOL, "--lab", LAB, "ssh", host, UNTOUCHED], check=False).returncode == 0
 
 
+# A valid acme-mode host (the names in the zone, no IP address); each ACME case spoils one setting.
+ACME = {
+    "ftps_certificate_mode": "acme",
+    "ftps_certificate_common_name": "ftp.example.com",
+    "ftps_certificate_subject_alt_names": ["ftp.example.com", "ftps.site-b.example.com"],
+    "ftps_certificate_acme_directory": "https://acme.example.com/directory",
+    "ftps_certificate_acme_terms_agreed": True,
+    "ftps_certificate_acme_account_passphrase": "a-test-passphrase-of-length",
+    "ftps_certificate_acme_dns_server": "192.0.2.53",
+    "ftps_certificate_acme_dns_zone": "example.com",
+    "ftps_certificate_acme_tsig_key_name": "ftps-acme",
+    "ftps_certificate_acme_tsig_key_secret": "Ks9RyUHupp2E07t+IPF5JCumJyTVPAytjNbqwk9btIc=",
+}
+ACME_CASES = {
+    "directory over http": (
+        {"ftps_certificate_acme_directory": "http://acme.example.com/directory"},
+        "ftps_certificate_acme_directory 'http://acme.example.com/directory' must be the https URL",
+    ),
+    "no directory": ({"ftps_certificate_acme_directory": ""}, "ftps_certificate_acme_directory '' must be"),
+    "terms not agreed": (
+        {"ftps_certificate_acme_terms_agreed": False},
+        "ftps_certificate_acme_terms_agreed must",
+    ),
+    "short account passphrase": (
+        {"ftps_certificate_acme_account_passphrase": "short"},
+        "needs ftps_certificate_acme_account_passphrase, at least 16 characters",
+    ),
+    "broken TSIG algorithm": (
+        {"ftps_certificate_acme_tsig_algorithm": "hmac-md5"},
+        "ftps_certificate_acme_tsig_algorithm must be one of",
+    ),
+    "no TSIG secret": (
+        {"ftps_certificate_acme_tsig_key_secret": ""},
+        "ftps_certificate_acme_tsig_key_secret hold",
+    ),
+    "no zone": (
+        {"ftps_certificate_acme_dns_zone": ""},
+        "ftps_certificate_acme_dns_zone '' must be the DNS zone",
+    ),
+    "name outside the zone": (
+        {"ftps_certificate_extra_subject_alt_names": ["ftp.example.org"]},
+        "names inside ftps_certificate_acme_dns_zone (example.com): DNS:ftp.example.org",
+    ),
+    "zone name that only ends like the zone": (
+        {"ftps_certificate_subject_alt_names": ["ftp.badexample.com"]},
+        "DNS:ftp.badexample.com",
+    ),
+    "IP address in the names": (
+        {"ftps_certificate_subject_alt_names": ["ftp.example.com", "192.0.2.10"]},
+        "IP:192.0.2.10 in ftps_certificate_subject_alt_names",
+    ),
+    "no DNS server": (
+        {"ftps_certificate_acme_dns_server": ""},
+        "ftps_certificate_acme_dns_server '' must be",
+    ),
+}
+
 CASES = {
     "passive start above end": (
         {"ftps_server_passive_port_start": 60000, "ftps_server_passive_port_end": 50000},
@@ -118,6 +175,7 @@ CASES = {
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",
     ),
+    **{f"acme: {name}": ({**ACME, **bad}, message) for name, (bad, message) in ACME_CASES.items()},
 }
 
 
@@ -135,6 +193,14 @@ def test_bad_variables_stop_the_run_before_any_change(inventory, bad_vars, messa
 def test_good_variables_pass_validation(inventory):
     """The control: with the documented lab variables the deploy play starts (here in check mode)."""
     result = site(inventory, {}, "--check")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert DEPLOY_PLAY in output
+
+
+def test_good_acme_variables_pass_validation(inventory):
+    """The control of the ACME cases: the same host with valid acme variables reaches the deploy play."""
+    result = site(inventory, ACME, "--check")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert DEPLOY_PLAY in output

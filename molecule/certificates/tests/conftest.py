@@ -1,64 +1,27 @@
 """Helpers of the certificate tests: run the scenario's playbooks again with other variables, read the
 certificates the hosts have and the ones their TLS service presents."""
 
-import os
-import re
 import socket
 import ssl
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import testinfra
 from cryptography import x509
+from scenario_runs import PROJECT, PlaybookRun, address, ephemeral_dir, lab_host
+from scenario_runs import run_playbook as run_any_playbook
 
 SCENARIO = Path(__file__).resolve().parent.parent
-PROJECT = SCENARIO.parent.parent
 CONVERGE = SCENARIO / "converge.yml"
 TLS_DIR = "/etc/ftpsd/tls"
 CERT = f"{TLS_DIR}/server.crt"
 PROBE_PORT = 8443
-RECAP_LINE = re.compile(
-    r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
-
-
-@dataclass
-class PlaybookRun:
-    rc: int
-    output: str
-
-    def changed(self) -> dict[str, int]:
-        return {m["host"]: int(m["changed"]) for m in RECAP_LINE.finditer(self.output)}
-
-    def failed(self) -> dict[str, int]:
-        return {m["host"]: int(m["failed"]) for m in RECAP_LINE.finditer(self.output)}
-
-
-def inventory() -> str:
-    return str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
-
-
-def ephemeral_dir() -> Path:
-    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+__all__ = ["PROJECT", "address", "ephemeral_dir", "lab_host"]
 
 
 def run_playbook(*args: str, playbook: Path = CONVERGE) -> PlaybookRun:
-    """ansible-playbook with Molecule's inventory and configuration, as the converge step runs it."""
-    # Molecule forces colors on; the tests read plain text.
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory(), str(playbook), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT,
-        timeout=540,
-        check=False,
-    )
-    return PlaybookRun(result.returncode, result.stdout + result.stderr)
+    """ansible-playbook with Molecule's inventory, the scenario's converge.yml unless told otherwise."""
+    return run_any_playbook(playbook, *args)
 
 
 def issue_short_lived(name: str, playbook: Path = CONVERGE) -> PlaybookRun:
@@ -74,14 +37,6 @@ def issue_short_lived(name: str, playbook: Path = CONVERGE) -> PlaybookRun:
         "ftps_certificate_renew_before_days=5",
         playbook=playbook,
     )
-
-
-def lab_host(name: str) -> testinfra.host.Host:
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory()}")
-
-
-def address(host: testinfra.host.Host) -> str:
-    return host.ansible.get_variables()["ansible_host"]
 
 
 def certificate_chain(host: testinfra.host.Host, path: str = CERT) -> list[x509.Certificate]:

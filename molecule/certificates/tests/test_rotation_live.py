@@ -3,14 +3,13 @@ playbooks/rotate-certificates.yml completes intact, ftpsd is reloaded (same proc
 during that download already gets the new certificate."""
 
 import ftplib
-import hashlib
 import ssl
-import threading
 
 import pytest
 from conftest import PROJECT, address, lab_host, run_playbook
 from cryptography import x509
 from ftpsd.client import FTPS
+from paused_download import PausedDownload
 
 ROTATE = PROJECT / "playbooks" / "rotate-certificates.yml"
 BIG_FILE = "/srv/ftps/shared/rotation-test.bin"
@@ -58,29 +57,8 @@ def test_download_during_rotation_completes_and_new_logins_get_the_new_certifica
 
     # The client stops reading after the first megabytes until the rotation is over, so the transfer is
     # certainly in progress when ftpsd reloads.
-    digest, received, outcome = hashlib.sha256(), [0], {}
-    paused, resume = threading.Event(), threading.Event()
-
-    def on_block(block: bytes) -> None:
-        digest.update(block)
-        received[0] += len(block)
-        if received[0] >= PAUSE_AFTER and not paused.is_set():
-            paused.set()
-            resume.wait(timeout=240)
-
-    def download() -> None:
-        try:
-            outcome["reply"] = first.retrbinary(f"RETR {BIG_FILE.rsplit('/', 1)[1]}", on_block)
-        except (OSError, ftplib.Error) as error:
-            outcome["error"] = error
-        finally:
-            paused.set()
-
     first.cwd("/")
-    downloader = threading.Thread(target=download)
-    downloader.start()
-    try:
-        assert paused.wait(timeout=60) and "error" not in outcome, outcome
+    with PausedDownload(first, BIG_FILE.rsplit("/", 1)[1], PAUSE_AFTER) as download:
         rotation = run_playbook("--limit", "certs-srv", playbook=ROTATE)
         assert rotation.rc == 0, rotation.output
 
@@ -89,14 +67,11 @@ def test_download_during_rotation_completes_and_new_logins_get_the_new_certifica
         new_serial = presented_certificate(second).serial_number
         second.quit()
         assert new_serial != old_serial
-        assert downloader.is_alive(), "the download must still be in progress during the rotation"
-    finally:
-        resume.set()
-        downloader.join(timeout=300)
-
-    assert outcome.get("reply", "").startswith("226"), outcome
-    assert received[0] == BIG_FILE_MIB * 1024 * 1024
-    assert digest.hexdigest() == expected_digest
+        assert download.in_progress(), "the download must still be in progress during the rotation"
+    assert download.completed_intact(BIG_FILE_MIB * 1024 * 1024, expected_digest), (
+        download.outcome,
+        download.received,
+    )
     first.quit()
 
 

@@ -1,0 +1,60 @@
+"""What the scenarios' testinfra tests share: run a playbook again as Molecule's converge step runs it
+(with other variables), read its recap, and reach the lab hosts and their addresses."""
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import testinfra
+
+PROJECT = Path(__file__).resolve().parent.parent.parent
+RECAP_LINE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=\d+\s+failed=(?P<failed>\d+)",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    def changed(self) -> dict[str, int]:
+        return {m["host"]: int(m["changed"]) for m in RECAP_LINE.finditer(self.output)}
+
+    def failed(self) -> dict[str, int]:
+        return {m["host"]: int(m["failed"]) for m in RECAP_LINE.finditer(self.output)}
+
+
+def inventory() -> str:
+    return str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+
+
+def ephemeral_dir() -> Path:
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
+def run_playbook(playbook: Path, *args: str) -> PlaybookRun:
+    """ansible-playbook with Molecule's inventory and configuration, as the converge step runs it."""
+    # Molecule forces colors on; the tests read plain text.
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory(), str(playbook), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=540,
+        check=False,
+    )
+    return PlaybookRun(result.returncode, result.stdout + result.stderr)
+
+
+def lab_host(name: str) -> testinfra.host.Host:
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory()}")
+
+
+def address(host: testinfra.host.Host) -> str:
+    return host.ansible.get_variables()["ansible_host"]
