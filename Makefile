@@ -14,7 +14,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 # After lint, `make test` runs its suites TEST_JOBS at a time: they mostly wait on SSH and lab hosts, so two
 # side by side take little longer than one. Longest first, so that the short ones fill the gaps at the end.
 TEST_JOBS ?= 2
-SLOWEST_SCENARIOS := default multisite certificates
+SLOWEST_SCENARIOS := default multisite certificates acme
 # A suite still running after SUITE_TIMEOUT is stopped (with all it started) and fails, so that a hang
 # shows up with its output instead of silencing the whole run.
 SUITE_TIMEOUT ?= 30m
