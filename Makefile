@@ -75,6 +75,8 @@ lab-status:
 demo: lab-up
 	ansible-playbook site.yml
 	ansible-playbook playbooks/verify.yml
+	@echo; echo "The same checks over IPv6 (every lab host is dual-stack):"
+	ansible-playbook playbooks/verify.yml -e 'verify_address={{ lab_ipv6_address }}'
 	@echo; echo "How to connect (reports/deployment-report.md; also .html and a FileZilla export per site):"; echo
 	@cat reports/deployment-report.md
 
