@@ -46,8 +46,10 @@ def test_brute_force_bans_the_address_for_the_configured_time(deployment: Deploy
         ftp.delete("during-ban.txt")
 
     journal = server.journal_after(cursor)
-    assert f"banning {attacker.address} for {duration}s after {failures} failed logins" in journal, journal
-    assert f"refused connection from banned address {attacker.address}" in journal, journal
+    # ftpsd listens on one dual-stack socket ("::"), where an IPv4 client's address is IPv4-mapped.
+    seen_as = f"::ffff:{attacker.address}"
+    assert f"banning {seen_as} for {duration}s after {failures} failed logins" in journal, journal
+    assert f"refused connection from banned address {seen_as}" in journal, journal
 
     sleep_until(banned_at + duration - 6)
     assert attacker.remote_client("greeting", host=host, port=21).startswith("421"), "ban ended too early"
