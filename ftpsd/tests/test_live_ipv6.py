@@ -88,10 +88,15 @@ def test_ipv4_only_data_commands_refused_on_ipv6(dual: ServerProcess, command: s
     ftp.quit()
 
 
-def test_eprt_to_another_address_refused_on_ipv6(dual: ServerProcess) -> None:
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("EPRT |2|::2|50000|", r"^501 Rejected data connection to foreign address"), ("PROT C", r"^5\d\d")],
+    ids=["EPRT-foreign", "PROT-C"],
+)
+def test_refused_over_ipv6(dual: ServerProcess, command: str, reply: str) -> None:
     ftp = login(dual, "::1")
-    with pytest.raises(ftplib.error_perm, match=r"^501 Rejected data connection to foreign address"):
-        ftp.sendcmd("EPRT |2|::2|50000|")
+    with pytest.raises(ftplib.error_perm, match=reply):
+        ftp.sendcmd(command)
     ftp.quit()
 
 
@@ -113,13 +118,6 @@ def test_plaintext_login_refused_over_ipv6(dual: ServerProcess) -> None:
     with pytest.raises(ftplib.error_perm, match=r"^55\d .*TLS"):
         ftp.sendcmd("USER fbt_admin")
     ftp.close()
-
-
-def test_prot_c_refused_over_ipv6(dual: ServerProcess) -> None:
-    ftp = login(dual, "::1")
-    with pytest.raises(ftplib.error_perm, match=r"^5\d\d"):
-        ftp.sendcmd("PROT C")
-    ftp.quit()
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
