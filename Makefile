@@ -23,8 +23,9 @@ SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
 # live tests (curl, lftp; wget and rclone for the client suite), vsftpd for the benchmark reference,
-# python3-venv for .venv, shellcheck for lint.
-DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck wget rclone
+# python3-venv for .venv, shellcheck for lint; FileZilla with an X server and xdotool to drive it headless.
+DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck wget rclone \
+	filezilla xvfb xdotool
 # Every shell script lint checks: the CI entry point, the lab tool's launcher and any *.sh in the repository.
 SHELL_SCRIPTS = .ci/run tests/lab/lab $(shell git ls-files '*.sh')
 
@@ -93,11 +94,12 @@ docs: venv
 
 # Unit tests, live server tests on loopback, and the lab tool's own tests on this machine.
 unit: venv
-	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability --ignore=ftpsd/tests/test_clients.py
+	$(WITHIN_LIMIT) pytest ftpsd/tests tests --ignore=tests/reliability --ignore=ftpsd/tests/test_clients.py --ignore=ftpsd/tests/test_client_filezilla.py
 
-# Real clients (curl, lftp, wget, rclone: Debian 12 packages) through full round trips on loopback.
+# Real clients (curl, lftp, wget, rclone: Debian 12 packages) through full round trips on loopback, and
+# FileZilla importing our Site Manager export and connecting with it, driven on Xvfb.
 clients: venv
-	$(WITHIN_LIMIT) pytest ftpsd/tests/test_clients.py
+	$(WITHIN_LIMIT) pytest ftpsd/tests/test_clients.py ftpsd/tests/test_client_filezilla.py
 
 # Hostile input, faults, load and a TLS scan against a server that site.yml deploys on lab hosts.
 reliability: venv $(SSLYZE_VENV)/.installed
