@@ -32,6 +32,7 @@ SITE = "loopback"
 RIGHTS = {"full": "full rights", "upload_only": "upload only"}
 USERS = [{"name": "fbt_admin", "permissions": "full"}, {"name": "dropbox", "permissions": "upload_only"}]
 # The fields of a site that FileZilla must keep as the export gives them.
+EXPORT_NAME = "filezilla-loopback.xml"
 FIELDS = ("Host", "Port", "Protocol", "User", "Logontype", "PasvMode", "EncodingType", "Name", "Comments")
 
 
@@ -76,8 +77,6 @@ class FileZilla:
     """One FileZilla process at a time on a private X server, with its own empty settings folder."""
 
     def __init__(self, home: Path, display: str) -> None:
-        self.home = home
-        self.display = display
         self.config = home / ".config" / "filezilla"
         self.config.mkdir(parents=True)
         self.log = home / "filezilla.log"
@@ -163,6 +162,15 @@ class FileZilla:
         answer = self.wait_window("^Import successful$|^Detected newer version")
         return self.xdotool("getwindowname", answer)
 
+    def open_site(self, name: str, password: str) -> None:
+        """`--site` with an imported site: the export asks for the password (Logontype 2), then FileZilla
+        asks to trust the self-signed certificate (once: Return is "OK" without "Always trust")."""
+        self.start(f"--site=0/{SITE}/{name}")
+        prompt = self.wait_window("^Enter password$")
+        self.type(prompt, password)
+        self.keys(prompt, "Return")
+        self.keys(self.wait_window("^Unknown certificate$"), "Return")
+
     def read_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -201,7 +209,7 @@ def filezilla(tmp_path: Path, x_display: str) -> Iterator[FileZilla]:
 
 @pytest.fixture
 def imported(server: ServerProcess, filezilla: FileZilla, tmp_path: Path) -> list[dict[str, str | None]]:
-    export = tmp_path / "filezilla-loopback.xml"
+    export = tmp_path / EXPORT_NAME
     export.write_text(render_export(server))
     filezilla.start()
     assert filezilla.import_file(export) == "Import successful"
@@ -212,8 +220,7 @@ def imported(server: ServerProcess, filezilla: FileZilla, tmp_path: Path) -> lis
 def test_filezilla_imports_every_site_of_the_export_unchanged(
     server: ServerProcess, imported: list[dict[str, str | None]], tmp_path: Path
 ) -> None:
-    export = tmp_path / "filezilla-loopback.xml"
-    assert imported == sites(export)
+    assert imported == sites(tmp_path / EXPORT_NAME)
     ports = {server.setup.explicit_port: "4", server.setup.implicit_port: "3"}
     assert [(s["User"], int(s["Port"] or 0), s["Protocol"]) for s in imported] == [
         (user, port, protocol) for user in ("fbt_admin", "dropbox") for port, protocol in ports.items()
@@ -241,13 +248,7 @@ def test_filezilla_connects_with_an_imported_site_and_lists(
 ) -> None:
     name = f"ftps-lo ({user}, {mode} FTPS)"
     assert name in [s["Name"] for s in imported]
-    filezilla.start(f"--site=0/{SITE}/{name}")
-    # The export asks for the password (Logontype 2), then FileZilla asks to trust the self-signed
-    # certificate (once: Return is "OK" without "Always trust").
-    password = filezilla.wait_window("^Enter password$")
-    filezilla.type(password, PASSWORDS[user])
-    filezilla.keys(password, "Return")
-    filezilla.keys(filezilla.wait_window("^Unknown certificate$"), "Return")
+    filezilla.open_site(name, PASSWORDS[user])
     log = filezilla.wait_log('Directory listing of "/" successful')
     assert "TLS connection established" in log
     assert "230 " in log and "Logged in" in log
@@ -258,11 +259,7 @@ def test_filezilla_connects_with_an_imported_site_and_lists(
 def test_filezilla_with_a_wrong_password_is_refused_and_lists_nothing(
     imported: list[dict[str, str | None]], filezilla: FileZilla
 ) -> None:
-    filezilla.start(f"--site=0/{SITE}/ftps-lo (fbt_admin, explicit FTPS)")
-    password = filezilla.wait_window("^Enter password$")
-    filezilla.type(password, "not-the-password")
-    filezilla.keys(password, "Return")
-    filezilla.keys(filezilla.wait_window("^Unknown certificate$"), "Return")
+    filezilla.open_site("ftps-lo (fbt_admin, explicit FTPS)", "not-the-password")
     log = filezilla.wait_log("Critical error: Could not connect to server")
     assert "Response: 530 " in log
     assert "Logged in" not in log and "Directory listing" not in log
