@@ -216,6 +216,46 @@ def test_forced_rotation_changes_serial_and_key_and_keeps_dated_backups(fixture,
     assert again.changed() == {name: 0}, again.output
 
 
+def public_bytes(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_in_service(host) -> bytes:
+    key = serialization.load_pem_private_key(host.file(f"{TLS_DIR}/server.key").content, password=None)
+    return public_bytes(key.public_key())
+
+
+@pytest.mark.parametrize("fixture", ["self_host", "ca_host"])
+def test_a_rotation_that_fails_on_the_way_keeps_a_matching_key_and_certificate(fixture, request):
+    """The forced rotation's new certificate cannot be installed (server.crt is under a read-only bind mount
+    on the host, so every write to it fails): the run fails, and the key in service is still the key of the
+    certificate in service, so a restart of the server now would still work. The next run completes the
+    rotation with the key staged by the failed one and leaves no stage behind."""
+    host = request.getfixturevalue(fixture)
+    name = host.backend.get_hostname()
+    cert = f"{TLS_DIR}/server.crt"
+    before = certificate(host)
+    assert key_in_service(host) == public_bytes(before.public_key())
+    host.check_output(f"mount --bind {cert} {cert} && mount -o remount,bind,ro {cert}")
+    try:
+        failed = run_playbook("--limit", name, "-e", "ftps_certificate_force_rotate=true")
+    finally:
+        host.check_output(f"umount {cert}")
+    assert failed.rc != 0, failed.output
+    assert certificate(host) == before
+    assert key_in_service(host) == public_bytes(before.public_key())
+    assert host.file(f"{TLS_DIR}/server.key.next").exists
+    assert served_certificate(host) == before
+
+    completed = run_playbook("--limit", name, "-e", "ftps_certificate_force_rotate=true")
+    assert completed.rc == 0, completed.output
+    after = certificate(host)
+    assert after.serial_number != before.serial_number
+    assert key_in_service(host) == public_bytes(after.public_key()) != public_bytes(before.public_key())
+    assert not host.file(f"{TLS_DIR}/server.key.next").exists
+    assert served_certificate(host) == after
+
+
 @pytest.mark.parametrize(
     ("setting", "check"),
     [
