@@ -7,6 +7,7 @@ lookup for the hash plus the permission queries pyftpdlib's handler calls.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 
@@ -21,6 +22,20 @@ class ConfigAuthorizer:
 
     def lookup(self, username: str) -> User | None:
         return self._users.get(username)
+
+    @staticmethod
+    def may_log_in_from(user: User, address: str) -> bool:
+        """The allowed_networks rule, in this one place: an empty list allows every address.
+
+        The listener is dual-stack, so an IPv4 client arrives as ::ffff:a.b.c.d; it is matched as the
+        IPv4 address it is, against the IPv4 networks (and never against an IPv6 ::ffff:0:0/96 entry).
+        """
+        if not user.allowed_networks:
+            return True
+        client = ipaddress.ip_address(address)
+        if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
+            client = client.ipv4_mapped
+        return any(client in network for network in user.allowed_networks)
 
     def get_home_dir(self, username: str) -> str:
         return os.path.realpath(self._users[username].home)
