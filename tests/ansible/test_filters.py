@@ -69,6 +69,15 @@ def test_accounts_leave_out_removed_users_and_passwords():
         ([{"name": "x", "password": "p"}], [], ["no permissions", "no home"]),
         ([ADMIN], [{"path": "/tmp/x"}], ["ftps_server_folders[0]: path '/tmp/x' is outside"]),
         ([{"name": "gone", "state": "absent"}], [], []),
+        ([{**ADMIN, "allowed_networks": ["192.0.2.0/24", "2001:db8::/32"]}], [], []),
+        (
+            [{**ADMIN, "allowed_networks": ["192.0.2.0/24", "192.0.2.7/24", "office"]}],
+            [],
+            [
+                "users[0] (admin): allowed_networks[1]: '192.0.2.7/24' is not a network in CIDR notation",
+                "users[0] (admin): allowed_networks[2]: 'office' is not a network",
+            ],
+        ),
     ],
 )
 def test_data_problems(users, folders, expected):
@@ -91,6 +100,23 @@ def test_folder_plan_owns_folders_as_permissions_require():
         {"path": "/srv/ftps/drop/in/locked", "writable": False},  # declared wins
         {"path": "/srv/ftps/drop/in/sorted", "writable": True},  # below a writer's home
     ]
+
+
+def test_accounts_carry_allowed_networks():
+    restricted = {**ADMIN, "allowed_networks": ["192.0.2.0/24"]}
+    assert [a["allowed_networks"] for a in server.accounts([restricted, READER], "host-a")] == [
+        ["192.0.2.0/24"],
+        [],
+    ]
+
+
+def test_the_health_gate_checks_only_users_the_controller_may_log_in_as():
+    partner = {**ADMIN, "name": "partner", "allowed_networks": ["198.18.0.0/15", "2001:2::/48"]}
+    users = [ADMIN, partner]
+    names = [[u["name"] for u in server.admitted(users, address)] for address in ("198.18.3.1", "2001:2::9")]
+    assert names == [["admin", "partner"], ["admin", "partner"]]
+    assert [u["name"] for u in server.admitted(users, "192.0.2.1")] == ["admin"]
+    assert [u["name"] for u in server.admitted(users, "")] == ["admin"]  # the controller's address unknown
 
 
 def test_ip_version():

@@ -171,6 +171,22 @@ CASES = {
         {"ftps_server_login_cache_ttl": -1},
         "ftps_server_login_cache_ttl (-1) must be 0 (no login cache) or a number of seconds",
     ),
+    "malformed allowed network": (
+        {"ftps_server_users": [{**USER, "permissions": "full", "allowed_networks": ["198.18.0.0/33"]}]},
+        "ftps_server_users[0] (fbt_admin): allowed_networks[0]: '198.18.0.0/33' is not a network in CIDR",
+    ),
+    "allowed network with host bits": (
+        {"ftps_server_users": [{**USER, "permissions": "full", "allowed_networks": ["198.18.0.1/24"]}]},
+        "did you mean 198.18.0.0/24?",
+    ),
+    "allowed networks not a list": (
+        {
+            "ftps_server_users": [
+                {**USER, "permissions": "full", "allowed_networks": {"office": "198.18.0.0/24"}}
+            ]
+        },
+        "allowed_networks",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",

@@ -1,16 +1,33 @@
-"""Virtual users from the config, checked with scrypt, with pyftpdlib's authorizer interface.
+"""Virtual users from the config, checked against password hashes, with pyftpdlib's authorizer interface.
 
-pyftpdlib's DummyAuthorizer compares plain passwords with ``!=``; we store only scrypt hashes and
+pyftpdlib's DummyAuthorizer compares plain passwords with ``!=``; we store only password hashes and
 verify them off the event loop (see login.PasswordLogin.ftp_PASS), so this class exposes a
 lookup for the hash plus the permission queries pyftpdlib's handler calls.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 
 from ftpsd.config import User
+
+
+def admits(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network], address: str) -> bool:
+    """The allowed_networks rule, in this one place (the role's health gate asks it too): no network at all
+    admits every address.
+
+    The listener is dual-stack, so an IPv4 client arrives as ::ffff:a.b.c.d; it is matched as the IPv4
+    address it is, against the IPv4 networks (and never against an IPv6 ::ffff:0:0/96 entry).
+    """
+    networks = tuple(networks)
+    if not networks:
+        return True
+    client = ipaddress.ip_address(address)
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped
+    return any(client in network for network in networks)
 
 
 class ConfigAuthorizer:
@@ -21,6 +38,11 @@ class ConfigAuthorizer:
 
     def lookup(self, username: str) -> User | None:
         return self._users.get(username)
+
+    @staticmethod
+    def may_log_in_from(user: User, address: str) -> bool:
+        """Whether user's allowed_networks admit a client at address (admits)."""
+        return admits(user.allowed_networks, address)
 
     def get_home_dir(self, username: str) -> str:
         return os.path.realpath(self._users[username].home)

@@ -7,6 +7,7 @@ key path (``users[1].permissions``) so the operator can find it in the inventory
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -162,6 +163,18 @@ def _check_limits(limits: LimitSettings) -> None:
         raise ConfigError("limits.max_connections_per_ip: larger than limits.max_connections")
 
 
+def _allowed_networks(sec: _Section) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """users[i].allowed_networks: CIDR strings, each checked (checks.network); [] allows every address."""
+    value = sec.get("allowed_networks", list, [])
+    for index, item in enumerate(value):
+        key = f"{sec.key('allowed_networks')}[{index}]"
+        if not isinstance(item, str):
+            raise ConfigError(f"{key}: expected str, got {type(item).__name__} {item!r}")
+        if problem := checks.network(item):
+            raise ConfigError(f"{key}: {problem}")
+    return tuple(ipaddress.ip_network(item) for item in value)
+
+
 def _parse_users(data: object) -> tuple[User, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError("users: expected at least one [[users]] table")
@@ -181,6 +194,7 @@ def _parse_users(data: object) -> tuple[User, ...]:
                 home=sec.get("home", str, check=checks.absolute_path),
                 permissions=resolve_permissions(profile),
                 profile=profile,
+                allowed_networks=_allowed_networks(sec),
             )
         )
         sec.finish()

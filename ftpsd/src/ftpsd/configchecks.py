@@ -60,6 +60,19 @@ def ipv4_or_empty(value: str) -> str | None:
     return f"{value!r} is not an IPv4 address (PASV replies can only carry IPv4)"
 
 
+def network(value: str) -> str | None:
+    """A CIDR network (IPv4 or IPv6) without host bits, as allowed_networks takes it."""
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        loose = _refusal(lambda v: ipaddress.ip_network(v, strict=False), value) is None
+        hint = f"; did you mean {ipaddress.ip_network(value, strict=False)}?" if loose else ""
+        return (
+            f"{value!r} is not a network in CIDR notation such as 192.0.2.0/24 or 2001:db8::/32 ({err}){hint}"
+        )
+    return None
+
+
 def banner(value: str) -> str | None:
     if not value or len(value) > 200 or any(c in value for c in "\r\n\0"):
         return "must be one line of 1-200 characters"

@@ -4,6 +4,12 @@ pyftpdlib calls the authorizer inside the event loop; one argon2id (about 0.03 s
 session. Here PASS hands the check to a worker thread (offload.Offloader), the session reads no
 commands until the verdict comes back, and unknown users are checked against a dummy hash so that
 their timing matches real ones.
+
+A login from an address outside the user's allowed_networks (authorizer.ConfigAuthorizer.may_log_in_from)
+is decided before the KDF but answered after one: its password is verified against the dummy hash, as for an
+unknown user, and the login cache is not consulted. So it costs the same time and gets the same delayed 530
+as a wrong password, whether or not the password is right (a cache hit would answer faster and tell an
+outsider the password is right), and the real hash is never tested from a refused address.
 """
 
 from __future__ import annotations
@@ -36,8 +42,14 @@ class PasswordLogin:
             self.close_when_done()
             return
         user = self.authorizer.lookup(self.username)
-        encoded = user.password_hash if user is not None else DUMMY_HASH
+        outside = user is not None and not self.authorizer.may_log_in_from(user, self.remote_ip)
+        encoded = user.password_hash if user is not None and not outside else DUMMY_HASH
         self.del_channel()
+        if outside:  # the dummy hash, no cache: the cost and reply of a wrong password (module docstring)
+            self.offload.run(
+                self.login_cache.verify, (self.username, encoded, line), self._outside_networks, user
+            )
+            return
         if user is not None and self.login_cache.hit(user.name, encoded, line):
             # Verified with this password and hash less than login_cache_ttl ago: no KDF this time.
             logger.debug("password of %r accepted from the login cache", user.name)
@@ -45,6 +57,17 @@ class PasswordLogin:
             return
         check = (self.username, encoded, line)
         self.offload.run(self.login_cache.verify, check, self._password_checked, user)
+
+    def _outside_networks(self, verdict: object, user: User) -> None:
+        """A login from outside allowed_networks: refused as a wrong password is, with the reason logged."""
+        if self._closed:
+            return
+        self.log(
+            f"login of {user.name!r} refused: {self.remote_ip} is outside its allowed_networks "
+            "(password not checked)",
+            logfun=logger.warning,
+        )
+        self._password_checked(False, None)
 
     def _password_checked(self, verdict: object, user: User | None) -> None:
         if self._closed:

@@ -7,6 +7,7 @@ every key's type and default from these fields.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 # Mozilla server-side TLS guidelines 6.0, "intermediate": ECDHE key exchange only (no DHE suites).
@@ -84,6 +85,8 @@ class User:
     home: str
     permissions: str  # resolved pyftpdlib letters
     profile: str  # as written in the config, for messages
+    # Where this user may log in from (authorizer.ConfigAuthorizer.may_log_in_from); empty = anywhere.
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)

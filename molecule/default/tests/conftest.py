@@ -27,6 +27,7 @@ class User:
     home: str
     permissions: str
     present: bool
+    allowed_networks: tuple[str, ...] = ()  # empty: from anywhere
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def deployment(host) -> Deployment:
             home=u.get("home", ""),
             permissions=u.get("permissions", ""),
             present=u.get("state", "present") == "present",
+            allowed_networks=tuple(u.get("allowed_networks", ())),
         )
         for u in data["users"]
     }

@@ -54,6 +54,7 @@ def users_vars(deployment: Deployment, changed: dict[str, dict[str, str]]) -> di
         entry = {"name": user.name, "state": "present" if user.present else "absent"}
         if user.present:
             entry |= {"password": user.password, "home": user.home, "permissions": user.permissions}
+            entry |= {"allowed_networks": list(user.allowed_networks)}
         users.append(entry | changed.get(user.name, {}))
     return {"ftps_server_users": users}
 

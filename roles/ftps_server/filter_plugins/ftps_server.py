@@ -80,7 +80,7 @@ def _password_hash(password: object, host: str, user: str) -> str:
     return _ftpsd("passwords").hash_password(str(password), _salt(host, user))
 
 
-def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, str]]:
+def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
     """The [[users]] entries of the config: present users with their hash instead of their password."""
     return [
         {
@@ -88,8 +88,24 @@ def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, str]]:
             "password_hash": _password_hash(user.get("password"), host, user["name"]),
             "home": posixpath.normpath(user["home"]),
             "permissions": user["permissions"],
+            "allowed_networks": list(user.get("allowed_networks") or []),
         }
         for user in present_users(users)
+    ]
+
+
+def admitted(users: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
+    """The users whose allowed_networks admit a client at address, by ftpsd's own rule (authorizer.admits).
+
+    The health gate logs in from the controller, so it can check only these; '' (the controller's address
+    unknown) admits only users without allowed_networks.
+    """
+    rule = _ftpsd("authorizer").admits
+    return [
+        user
+        for user in users
+        if not user.get("allowed_networks")
+        or (address and rule(map(ipaddress.ip_network, user["allowed_networks"]), address))
     ]
 
 
@@ -136,6 +152,11 @@ def data_problems(users: list[dict[str, Any]], folders: list[dict[str, Any]], da
                 f"{where}: home {home!r} is outside ftps_server_data_root {data_root!r}; "
                 "use an absolute path inside it"
             )
+        problems.extend(
+            f"{where}: allowed_networks[{position}]: {problem}"
+            for position, network in enumerate(user.get("allowed_networks") or [])
+            if (problem := _ftpsd("configchecks").network(network))
+        )
     for index, folder in enumerate(folders):
         if _outside(folder["path"], data_root):
             problems.append(
@@ -192,6 +213,7 @@ class FilterModule:
             "ftps_server_capabilities": capabilities,
             "ftps_server_present_users": present_users,
             "ftps_server_data_problems": data_problems,
+            "ftps_server_admitted": admitted,
             "ftps_server_folder_plan": folder_plan,
             "ftps_server_ip_version": ip_version,
         }
