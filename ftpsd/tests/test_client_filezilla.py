@@ -95,11 +95,13 @@ class FileZilla:
             "XDG_CONFIG_HOME": str(home / ".config"),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr = home / "filezilla.stderr"
 
     def start(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            ["filezilla", *args], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        with self.stderr.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                ["filezilla", *args], env=self.env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
         self.wait_window("^FileZilla$|^ftps-lo")
 
     def stop(self) -> None:
@@ -131,7 +133,13 @@ class FileZilla:
             if found:
                 return found[0]
             time.sleep(0.2)
-        raise AssertionError(f"no window {pattern!r}; open: {self.windows()}\nlog:\n{self.read_log()}")
+        exited = (
+            f"exited with {self.proc.returncode}" if self.proc and self.proc.poll() is not None else "running"
+        )
+        raise AssertionError(
+            f"no window {pattern!r}; open: {self.windows()}; FileZilla {exited}, its stderr:\n"
+            f"{self.stderr.read_text(errors='replace')}\nlog:\n{self.read_log()}"
+        )
 
     def keys(self, window: str, *keys: str) -> None:
         self.xdotool("windowfocus", "--sync", window)
