@@ -77,6 +77,7 @@ ACCOUNT = {
     "password_hash": hash_password("pw"),
     "home": "/srv/ftps/a",
     "permissions": "full",
+    "allowed_networks": [],  # from anywhere: the template leaves the key out
 }
 
 
