@@ -39,11 +39,6 @@ class ConfigAuthorizer:
     def lookup(self, username: str) -> User | None:
         return self._users.get(username)
 
-    @staticmethod
-    def may_log_in_from(user: User, address: str) -> bool:
-        """Whether user's allowed_networks admit a client at address (admits)."""
-        return admits(user.allowed_networks, address)
-
     def get_home_dir(self, username: str) -> str:
         return os.path.realpath(self._users[username].home)
 

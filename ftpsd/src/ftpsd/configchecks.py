@@ -65,8 +65,10 @@ def network(value: str) -> str | None:
     try:
         ipaddress.ip_network(value, strict=True)
     except ValueError as err:
-        loose = _refusal(lambda v: ipaddress.ip_network(v, strict=False), value) is None
-        hint = f"; did you mean {ipaddress.ip_network(value, strict=False)}?" if loose else ""
+        try:
+            hint = f"; did you mean {ipaddress.ip_network(value, strict=False)}?"
+        except ValueError:
+            hint = ""
         return (
             f"{value!r} is not a network in CIDR notation such as 192.0.2.0/24 or 2001:db8::/32 ({err}){hint}"
         )

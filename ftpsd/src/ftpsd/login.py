@@ -5,7 +5,7 @@ session. Here PASS hands the check to a worker thread (offload.Offloader), the s
 commands until the verdict comes back, and unknown users are checked against a dummy hash so that
 their timing matches real ones.
 
-A login from an address outside the user's allowed_networks (authorizer.ConfigAuthorizer.may_log_in_from)
+A login from an address outside the user's allowed_networks (authorizer.admits)
 is decided before the KDF but answered after one: its password is verified against the dummy hash, as for an
 unknown user, and the login cache is not consulted. So it costs the same time and gets the same delayed 530
 as a wrong password, whether or not the password is right (a cache hit would answer faster and tell an
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ftpsd.authorizer import admits
 from ftpsd.config import User
 from ftpsd.logincache import LoginCache
 from ftpsd.passwords import DUMMY_HASH
@@ -42,7 +43,7 @@ class PasswordLogin:
             self.close_when_done()
             return
         user = self.authorizer.lookup(self.username)
-        outside = user is not None and not self.authorizer.may_log_in_from(user, self.remote_ip)
+        outside = user is not None and not admits(user.allowed_networks, self.remote_ip)
         encoded = user.password_hash if user is not None and not outside else DUMMY_HASH
         self.del_channel()
         if outside:  # the dummy hash, no cache: the cost and reply of a wrong password (module docstring)

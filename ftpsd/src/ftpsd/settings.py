@@ -85,7 +85,7 @@ class User:
     home: str
     permissions: str  # resolved pyftpdlib letters
     profile: str  # as written in the config, for messages
-    # Where this user may log in from (authorizer.ConfigAuthorizer.may_log_in_from); empty = anywhere.
+    # Where this user may log in from (authorizer.admits); empty = anywhere.
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 

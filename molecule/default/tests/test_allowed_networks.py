@@ -4,6 +4,7 @@ server's own loopback, where another user still logs in."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from conftest import Deployment, User, login, run_on_host
@@ -57,7 +58,7 @@ def test_the_restricted_user_is_refused_from_loopback_as_a_wrong_password_is(hos
         [
             ("127.0.0.1", restricted),
             ("::1", restricted),
-            ("127.0.0.1", User(restricted.name, "not-the-password", restricted.home, "full", True)),
+            ("127.0.0.1", dataclasses.replace(restricted, password="not-the-password")),
             ("127.0.0.1", other),
         ],
     )
