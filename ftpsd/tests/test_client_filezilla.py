@@ -195,7 +195,9 @@ class FileZilla:
 def x_display() -> Iterator[str]:
     read, write = os.pipe()
     xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        # -noreset: without it the server resets whenever its last client (an xdotool call, a FileZilla
+        # that quit) disconnects, and a FileZilla starting in that moment fails "Unable to initialize GTK+".
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset"],
         pass_fds=[write],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
