@@ -167,7 +167,9 @@ def _check_metrics(metrics: MetricsSettings, server: ServerSettings) -> None:
         return
     for name in ("explicit_port", "implicit_port"):
         if metrics.port == getattr(server, name):
-            raise ConfigError(f"metrics.port: {metrics.port} is server.{name}; metrics need a port of their own")
+            raise ConfigError(
+                f"metrics.port: {metrics.port} is server.{name}; metrics need a port of their own"
+            )
     first, last = server.passive_ports
     if first <= metrics.port <= last:
         raise ConfigError(f"metrics.port: {metrics.port} is inside server.passive_ports [{first}, {last}]")

@@ -21,13 +21,13 @@ from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
 from ftpsd.sessions import withhold_tickets
-from ftpsd.tls import write_available
+from ftpsd.tls import HandshakeFailureCount, write_available
 from ftpsd.uploads import AtomicUploadDTP
 
 logger = logging.getLogger("ftpsd")
 
 
-class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
+class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, AtomicUploadDTP):
     """TLS data channel that insists on resuming a session of its user's control connections."""
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
