@@ -8,8 +8,10 @@ users without list rights see only their own uploads (listing.OwnUploadsListing)
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
 (PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
 (TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
-IPv6 control connections (families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the
-bases, so its ``super()`` calls reach pyftpdlib.
+IPv6 control connections (families.AddressFamilies). Open sessions and refusals at the limits
+(SessionCount), failed handshakes (tls.HandshakeFailureCount) and transfers (TransferLogging) are reported
+to the metrics (metrics.py). Each mixin comes before TLS_FTPHandler in the bases, so its ``super()`` calls
+reach pyftpdlib.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ in as the same user from the same address (522 otherwise), and is sent no sessio
 Downloads are written as many TLS records at a time as the socket takes; uploads are read and
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
 rule is in uploads.py).
+Its failed handshakes are counted for the metrics like the control channel's (tls.HandshakeFailureCount).
 """
 
 from __future__ import annotations

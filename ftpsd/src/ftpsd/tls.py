@@ -1,4 +1,4 @@
-"""TLS context building (hardened settings, a fresh context on demand) and record-level I/O.
+"""TLS context building (hardened settings, a fresh context on demand), record-level I/O, failed handshakes.
 
 Why fresh contexts: pyftpdlib shares a single context between all clients, so client B could open its
 data connection by resuming client A's TLS session and pass any "session reused?" check. Each context
