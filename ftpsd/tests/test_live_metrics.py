@@ -205,9 +205,13 @@ def test_connections_over_the_per_address_limit_are_counted(srv: ServerProcess) 
     allowed = [connect(srv, source=CROWDED) for _ in range(3)]
     with pytest.raises(ftplib.error_temp, match=r"^421"):
         connect(srv, source=CROWDED)
+    implicit = ImplicitFTPS(context=client_context(), timeout=20)
+    with pytest.raises((ssl.SSLError, OSError, EOFError)):  # closed before the handshake, no plaintext 421
+        implicit.connect("127.0.0.1", srv.setup.implicit_port, source_address=(CROWDED, 0))
+    srv.wait_log("too many connections; closing")
     refused = "ftpsd_connections_refused_total"
     after = scrape(srv)
-    assert value(after, refused, reason="per_ip_limit") == value(before, refused, reason="per_ip_limit") + 1
+    assert value(after, refused, reason="per_ip_limit") == value(before, refused, reason="per_ip_limit") + 2
     assert sessions(after, "explicit") == sessions(before, "explicit") + 3  # the refused one is no session
     for ftp in allowed:
         ftp.close()
