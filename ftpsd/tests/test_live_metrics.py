@@ -283,6 +283,6 @@ def test_a_taken_metrics_port_fails_start_up_with_a_clear_message(tmp_path: Path
             check=False,
         )
     assert run.returncode == 1
-    assert f"ftpsd: metrics: cannot serve metrics on 127.0.0.1 port {setup.metrics_port}" in run.stderr
+    assert f"ftpsd: metrics: cannot listen on 127.0.0.1 port {setup.metrics_port}" in run.stderr
     assert "Address already in use" in run.stderr
     assert "[metrics]" in run.stderr

@@ -171,8 +171,9 @@ class Server:
         except OSError as err:
             self.close()
             raise StartupError(
-                f"metrics: cannot serve metrics on {metrics.listen_address} port {metrics.port}: {err} "
-                "(set [metrics] listen_address and port to a free address and port, or port = 0: no metrics)"
+                f"metrics: cannot listen on {metrics.listen_address} port {metrics.port}: {err} "
+                "([metrics] listen_address must be an address of this host and port a free port; "
+                "port = 0 serves no metrics)"
             ) from err
 
     def _listen(self, handler: type[FtpsControlHandler], port: int, send_refusal: bool) -> None:
