@@ -76,6 +76,8 @@ class ServerSetup:
     limits: dict[str, int] = field(default_factory=dict)
     extra_users: list[tuple[str, str, str]] = field(default_factory=list)
     listen_address: str = "127.0.0.1"
+    # Off unless a test turns it on: servers running side by side must not compete for one metrics port.
+    metrics_port: int = 0
 
     @property
     def shared(self) -> Path:
@@ -105,6 +107,9 @@ class ServerSetup:
             "[logging]",
             'level = "info"',
             f'transfer_log = "{self.transfer_log}"',
+            "[metrics]",
+            'listen_address = "127.0.0.1"',
+            f"port = {self.metrics_port}",
         ]
         users = [
             ("fbt_admin", "full", str(self.shared)),

@@ -57,6 +57,7 @@ def test_pins_are_the_expected_packages():
         "argon2-cffi-bindings",
         "cffi",
         "cryptography",
+        "prometheus-client",
         "pyasynchat",
         "pyasyncore",
         "pyftpdlib",

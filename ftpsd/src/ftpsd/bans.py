@@ -2,8 +2,9 @@
 
 pyftpdlib only disconnects a client after a few wrong passwords; a brute-forcer simply reconnects.
 This tracker counts failures per source IP in a sliding window and bans the IP for a while once the
-threshold is reached. It lives in the event-loop thread only, so it needs no locking, and it prunes
-itself so that a scan from many addresses cannot grow it without bound.
+threshold is reached. It lives in the event-loop thread (only banned_now is also read from the metrics
+thread), so it needs no locking, and it prunes itself so that a scan from many addresses cannot grow it
+without bound.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ class BanTracker:
             del self._banned_until[ip]
             return False
         return True
+
+    def banned_now(self) -> int:
+        """How many addresses are banned now; called from the metrics thread at scrape time.
+
+        So it never iterates the live dict (the event loop may change it meanwhile): list() copies the
+        values in one step under the GIL. Expired bans not yet pruned are not counted.
+        """
+        now = self._clock()
+        return sum(1 for until in list(self._banned_until.values()) if until > now)
 
     def record_failure(self, ip: str) -> bool:
         """Count one failed login; return True if this failure triggered a new ban."""

@@ -16,10 +16,14 @@ logger = logging.getLogger("ftpsd")
 CHECK_INTERVAL = 86400.0  # once a day
 
 
+def not_after(material: TlsMaterial) -> datetime:
+    """When the served leaf certificate expires (also the metrics' ftpsd_certificate_not_after...)."""
+    return material.leaf.to_cryptography().not_valid_after_utc
+
+
 def days_left(material: TlsMaterial, now: datetime | None = None) -> int:
     """Whole days until the served leaf certificate expires (negative once it has)."""
-    expires = material.leaf.to_cryptography().not_valid_after_utc
-    return (expires - (now or datetime.now(UTC))).days
+    return (not_after(material) - (now or datetime.now(UTC))).days
 
 
 def warn_if_due(material: TlsMaterial) -> None:

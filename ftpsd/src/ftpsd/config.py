@@ -24,6 +24,7 @@ from ftpsd.settings import (
     Config,
     LimitSettings,
     LoggingSettings,
+    MetricsSettings,
     ServerSettings,
     TlsSettings,
     User,
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "LimitSettings",
     "LoggingSettings",
+    "MetricsSettings",
     "ServerSettings",
     "TlsSettings",
     "User",
@@ -131,6 +133,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "login_cache_ttl": checks.non_negative,
     },
     "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
+    "metrics": {"listen_address": checks.ip_address, "port": checks.port_or_zero},
 }
 
 
@@ -156,6 +159,20 @@ def _check_server(server: ServerSettings) -> None:
     for name in ("explicit_port", "implicit_port"):
         if first <= getattr(server, name) <= last:
             raise ConfigError(f"server.{name}: inside server.passive_ports [{first}, {last}]")
+
+
+def _check_metrics(metrics: MetricsSettings, server: ServerSettings) -> None:
+    """The metrics port must not be one the FTP side binds (also on another address: one port, one job)."""
+    if not metrics.port:
+        return
+    for name in ("explicit_port", "implicit_port"):
+        if metrics.port == getattr(server, name):
+            raise ConfigError(
+                f"metrics.port: {metrics.port} is server.{name}; metrics need a port of their own"
+            )
+    first, last = server.passive_ports
+    if first <= metrics.port <= last:
+        raise ConfigError(f"metrics.port: {metrics.port} is inside server.passive_ports [{first}, {last}]")
 
 
 def _check_limits(limits: LimitSettings) -> None:
@@ -204,7 +221,7 @@ def _parse_users(data: object) -> tuple[User, ...]:
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a decoded TOML document; raise ConfigError naming the first bad key."""
     top = _Section("", data)
-    for name in ("server", "limits", "logging"):
+    for name in ("server", "limits", "logging", "metrics"):
         top.get(name, dict, {})
     top.get("tls", dict)
     top.get("users", list, [])
@@ -214,10 +231,12 @@ def parse_config(data: dict[str, Any]) -> Config:
         tls=_parse_table("tls", TlsSettings, data["tls"]),
         limits=_parse_table("limits", LimitSettings, data.get("limits", {})),
         logging=_parse_table("logging", LoggingSettings, data.get("logging", {})),
+        metrics=_parse_table("metrics", MetricsSettings, data.get("metrics", {})),
         users=_parse_users(data.get("users")),
     )
     _check_server(config.server)
     _check_limits(config.limits)
+    _check_metrics(config.metrics, config.server)
     return config
 
 

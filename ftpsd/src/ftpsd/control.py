@@ -8,13 +8,16 @@ users without list rights see only their own uploads (listing.OwnUploadsListing)
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
 (PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
 (TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
-IPv6 control connections (families.AddressFamilies). Each mixin comes before TLS_FTPHandler in the
-bases, so its ``super()`` calls reach pyftpdlib.
+IPv6 control connections (families.AddressFamilies). Open sessions and refusals at the limits
+(SessionCount), failed handshakes (tls.HandshakeFailureCount) and transfers (TransferLogging) are reported
+to the metrics (metrics.py). Each mixin comes before TLS_FTPHandler in the bases, so its ``super()`` calls
+reach pyftpdlib.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from OpenSSL import SSL
@@ -27,11 +30,12 @@ from ftpsd.families import AddressFamilies
 from ftpsd.filesystem import SecureFS
 from ftpsd.listing import OwnUploadsListing
 from ftpsd.login import PasswordLogin
+from ftpsd.metrics import Metrics
 from ftpsd.offload import Offloader
 from ftpsd.ordering import OrderedReplies
 from ftpsd.ownuploads import OwnUploadTimes
 from ftpsd.sessions import ContextsByAddress, SessionOwners
-from ftpsd.tls import TlsMaterial, release_idle_buffers
+from ftpsd.tls import HandshakeFailureCount, TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
 from ftpsd.uploads import AtomicUploadCommands
 
@@ -94,8 +98,61 @@ class PathReplyCodes:
         return super().ftp_MLSD(path)
 
 
+class SessionCount:
+    """Open sessions by port kind, and connections refused at the limits, for the metrics.
+
+    A session counts from pyftpdlib's on_connect (it is accepted within the limits) until its
+    on_disconnect. The implicit port refuses without a reply: a plaintext 421 would only confuse a client
+    that starts with a TLS handshake.
+    """
+
+    metrics: ClassVar[Metrics]
+    port_kind: ClassVar[str] = "explicit"
+    reply_to_refused: ClassVar[bool] = True
+    _counted = False
+
+    def on_connect(self) -> None:
+        if not self._counted:  # the implicit handler's handle() runs pyftpdlib's, which calls it again
+            self._counted = True
+            self.metrics.session_opened(self.port_kind)
+        super().on_connect()
+
+    def on_disconnect(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.metrics.session_closed(self.port_kind)
+        super().on_disconnect()
+
+    def handle_max_cons(self) -> None:
+        self._refuse("limit", super().handle_max_cons)
+
+    def handle_max_cons_per_ip(self) -> None:
+        self._refuse("per_ip_limit", super().handle_max_cons_per_ip)
+
+    def _refuse(self, reason: str, reply_and_close: Callable[[], None]) -> None:
+        self.metrics.connection_refused(reason)
+        if self.reply_to_refused:
+            reply_and_close()
+        else:
+            self.log("too many connections; closing", logfun=logger.warning)
+            self.close()
+
+
 class TransferLogging:
-    """One log line and one transfer-log record (transferlog.TransferLog) per transfer."""
+    """One log line, one transfer-log record (transferlog.TransferLog) and the metrics of each transfer.
+
+    The result: ``ok`` (complete), ``aborted`` (ended by the client's ABOR or by the end of its control
+    connection) or ``failed`` (anything else: an error, a timeout, an upload without close_notify).
+    """
+
+    _aborting = False
+
+    def ftp_ABOR(self, line: str) -> None:
+        self._aborting = True  # pyftpdlib closes the data channel (and so logs the transfer) inside ABOR
+        try:
+            super().ftp_ABOR(line)
+        finally:
+            self._aborting = False
 
     def log_transfer(  # noqa: PLR0917 - signature fixed by pyftpdlib
         self,
@@ -108,7 +165,8 @@ class TransferLogging:
     ) -> None:
         path = self.fs.fs2ftp(filename) if self.fs is not None else filename
         direction = "upload" if receive else "download"
-        result = "ok" if completed else "failed"
+        result = "ok" if completed else "aborted" if self._aborting or self._closed else "failed"
+        self.metrics.transfer(direction, result, bytes, elapsed)
         self.log(
             f"transfer {cmd} {path!r} direction={direction} bytes={bytes} seconds={elapsed} result={result}"
         )
@@ -128,6 +186,8 @@ class TransferLogging:
 
 
 class FtpsControlHandler(
+    SessionCount,
+    HandshakeFailureCount,
     OrderedReplies,
     InputHygiene,
     DataProtection,
@@ -191,6 +251,9 @@ class FtpsControlHandler(
 class ImplicitFtpsControlHandler(FtpsControlHandler):
     """Implicit FTPS (port 990 style): TLS from the first byte, data protection on by default."""
 
+    port_kind = "implicit"
+    reply_to_refused = False
+
     def handle(self) -> None:
         self.on_connect()
         self.secure_connection(self.ssl_context)
@@ -199,13 +262,6 @@ class ImplicitFtpsControlHandler(FtpsControlHandler):
         """Only now is there a secure channel to send the banner on."""
         self._pbsz = self._prot = True
         super().handle()
-
-    def handle_max_cons(self) -> None:
-        # A plaintext 421 would only confuse a client that starts with a TLS handshake.
-        self.log("too many connections; closing", logfun=logger.warning)
-        self.close()
-
-    handle_max_cons_per_ip = handle_max_cons
 
     def flush_account(self) -> None:
         super().flush_account()

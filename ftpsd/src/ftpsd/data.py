@@ -6,6 +6,7 @@ in as the same user from the same address (522 otherwise), and is sent no sessio
 Downloads are written as many TLS records at a time as the socket takes; uploads are read and
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
 rule is in uploads.py).
+Its failed handshakes are counted for the metrics like the control channel's (tls.HandshakeFailureCount).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
 from ftpsd.sessions import withhold_tickets
-from ftpsd.tls import write_available
+from ftpsd.tls import HandshakeFailureCount, write_available
 from ftpsd.uploads import AtomicUploadDTP
 
 logger = logging.getLogger("ftpsd")
 
 
-class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP):
+class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, AtomicUploadDTP):
     """TLS data channel that insists on resuming a session of its user's control connections."""
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.

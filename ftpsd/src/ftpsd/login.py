@@ -20,6 +20,7 @@ import os
 from ftpsd.authorizer import admits
 from ftpsd.config import User
 from ftpsd.logincache import LoginCache
+from ftpsd.metrics import Metrics
 from ftpsd.passwords import DUMMY_HASH
 
 logger = logging.getLogger("ftpsd")
@@ -29,6 +30,7 @@ class PasswordLogin:
     """PASS for the control handler: off-loop verification, bans (bans.BanTracker), existing homes."""
 
     login_cache: LoginCache  # set by server.Server._apply: repeat logins skip the KDF
+    metrics: Metrics  # set by server.Server._apply: ftpsd_logins by result
 
     def ftp_PASS(self, line: str) -> None:
         """Verify the password (login cache, else a worker thread); no commands are read until the verdict."""
@@ -39,6 +41,7 @@ class PasswordLogin:
             self.respond("503 Login with USER first.")
             return
         if self.bans.is_banned(self.remote_ip):
+            self.metrics.login("banned")
             self.respond("421 Too many failed logins; try again later.")
             self.close_when_done()
             return
@@ -68,21 +71,28 @@ class PasswordLogin:
             "(password not checked)",
             logfun=logger.warning,
         )
-        self._password_checked(False, None)
+        self._password_checked(False, None, refusal="not_allowed_network")
 
-    def _password_checked(self, verdict: object, user: User | None) -> None:
+    def _password_checked(
+        self, verdict: object, user: User | None, refusal: str = "wrong_password_or_unknown_user"
+    ) -> None:
+        """Log in or refuse; ``refusal`` is the metrics' login result when the client is refused."""
         if self._closed:
             return
         self.add_channel()
         if verdict is True and user is not None:
             home = self.authorizer.get_home_dir(user.name)
             if os.path.isdir(home):
+                self.metrics.login("ok")
                 # The plain password is not kept (pyftpdlib would store it in self.password).
                 self.handle_auth_success(home, "", self.authorizer.get_msg_login(user.name))
                 return
             self.logerror(f"home directory {home} of user {user.name!r} does not exist")
+            refusal = "error"
         elif isinstance(verdict, BaseException):
             self.logerror(f"password verification failed: {verdict!r}")
+            refusal = "error"
+        self.metrics.login(refusal)
         if self.bans.record_failure(self.remote_ip):
             logger.warning(
                 "banning %s for %ss after %d failed logins",

@@ -30,6 +30,7 @@ from ftpsd.certexpiry import CHECK_INTERVAL, warn_if_due
 from ftpsd.config import Config, ConfigError, load_config
 from ftpsd.control import FtpsControlHandler, FtpsDataHandler, ImplicitFtpsControlHandler
 from ftpsd.logincache import LoginCache
+from ftpsd.metrics import Metrics
 from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.ownuploads import RecentUploads
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
@@ -91,10 +92,12 @@ class _Listener(FTPServer):
     """FTPServer that turns away banned addresses before any handler (or TLS) work is done."""
 
     bans: BanTracker
+    metrics: Metrics
     send_refusal = True
 
     def handle_accepted(self, sock: Any, addr: Any) -> Any:  # noqa: ANN401
         if self.bans.is_banned(addr[0]):
+            self.metrics.connection_refused("banned")
             logger.warning("refused connection from banned address %s:%s", addr[0], addr[1])
             if self.send_refusal:
                 with contextlib.suppress(OSError):
@@ -129,6 +132,7 @@ class Server:
         self.waker = LoopWaker(self.ioloop)
         limits = self.config.limits
         self.bans = BanTracker(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
+        self.metrics = Metrics(self.bans.banned_now)
         keep_kdf_memory_off_the_heap()  # a login flood must not leave workers x 19 MiB resident
         self.offload = Offloader(self.waker, workers=min(4, os.cpu_count() or 1))
         self.login_cache = LoginCache(limits.login_cache_ttl)
@@ -161,12 +165,23 @@ class Server:
                 " (a host without IPv6 needs listen_address 0.0.0.0)" if server.listen_address == "::" else ""
             )
             raise StartupError(f"cannot listen on {server.listen_address}: {err}{hint}") from err
+        metrics = self.config.metrics
+        try:
+            self.metrics.serve(metrics.listen_address, metrics.port)
+        except OSError as err:
+            self.close()
+            raise StartupError(
+                f"metrics: cannot listen on {metrics.listen_address} port {metrics.port}: {err} "
+                "([metrics] listen_address must be an address of this host and port a free port; "
+                "port = 0 serves no metrics)"
+            ) from err
 
     def _listen(self, handler: type[FtpsControlHandler], port: int, send_refusal: bool) -> None:
         listener = _Listener(
             _bind(self.config.server.listen_address, port), handler, ioloop=self.ioloop, backlog=511
         )
         listener.bans = self.bans
+        listener.metrics = self.metrics
         listener.send_refusal = send_refusal
         listener.max_cons = self.config.limits.max_connections
         listener.max_cons_per_ip = self.config.limits.max_connections_per_ip
@@ -193,6 +208,7 @@ class Server:
             cls.recent_uploads = self.recent_uploads
             cls.transfer_log = prepared.transfer_log
             cls.bans = self.bans
+            cls.metrics = self.metrics
             cls.offload = self.offload
             cls.login_cache = self.login_cache
             cls.dtp_handler = self.data_cls
@@ -202,6 +218,7 @@ class Server:
             cls.passive_ports = list(range(first, last + 1))
             cls.masquerade_address = server.masquerade_address or None
         self.data_cls.timeout = limits.data_timeout
+        self.data_cls.metrics = self.metrics
         self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
         self.login_cache.configure(limits.login_cache_ttl)
         if self._transfer_log is not None:
@@ -210,6 +227,7 @@ class Server:
         for listener in getattr(self, "listeners", []):
             listener.max_cons = limits.max_connections
             listener.max_cons_per_ip = limits.max_connections_per_ip
+        self.metrics.loaded(prepared.material)
         self.config = config
 
     # --- signals (run as loop callbacks, never inside the interrupted code)
@@ -233,10 +251,11 @@ class Server:
             prepared = prepare(self.config_path)
         except (ConfigError, ValueError) as err:
             logger.error("reload failed, keeping the previous configuration: %s", err)
+            self.metrics.loaded(None)
             systemd.notify("READY=1", "STATUS=Reload failed; running with the previous configuration")
             return
         if prepared.config.listen_signature() != self.config.listen_signature():
-            logger.warning("listen address/port changes need a restart; old listeners stay")
+            logger.warning("listen address/port changes (also [metrics]) need a restart; old listeners stay")
         if prepared.config.server.passive_ports != self.config.server.passive_ports:
             logger.info("new passive port range applies to new sessions")
         configure_logging(prepared.config.logging.level)
@@ -254,6 +273,7 @@ class Server:
         self.close()
 
     def close(self) -> None:
+        self.metrics.close()
         self.offload.shutdown()
         self.ioloop.close()
         if self._transfer_log is not None:

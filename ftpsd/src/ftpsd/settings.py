@@ -77,6 +77,18 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Where the Prometheus metrics are served over HTTP (metrics.py); a restart is needed to change it.
+
+    Loopback by default: the metrics name no user, but they show an outsider how busy the server is and
+    whether its bans bite, so exposing them to a monitoring network is a decision of the deployment.
+    """
+
+    listen_address: str = "127.0.0.1"
+    port: int = 9821  # 0 serves no metrics (they are still counted, which costs next to nothing)
+
+
+@dataclass(frozen=True)
 class User:
     """A virtual user as the server checks it: letters resolved, the profile name kept for messages."""
 
@@ -95,9 +107,10 @@ class Config:
     tls: TlsSettings
     limits: LimitSettings
     logging: LoggingSettings
+    metrics: MetricsSettings = MetricsSettings()
     users: tuple[User, ...] = field(default_factory=tuple)
 
     def listen_signature(self) -> tuple[object, ...]:
         """The settings that are bound to listening sockets and therefore need a restart to change."""
-        s = self.server
-        return (s.listen_address, s.explicit_port, s.implicit_port)
+        s, m = self.server, self.metrics
+        return (s.listen_address, s.explicit_port, s.implicit_port, m.listen_address, m.port)

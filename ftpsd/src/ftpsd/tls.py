@@ -1,4 +1,4 @@
-"""TLS context building (hardened settings, a fresh context on demand) and record-level I/O.
+"""TLS context building (hardened settings, a fresh context on demand), record-level I/O, failed handshakes.
 
 Why fresh contexts: pyftpdlib shares a single context between all clients, so client B could open its
 data connection by resuming client A's TLS session and pass any "session reused?" check. Each context
@@ -11,7 +11,9 @@ parsed once per (re)load and shared by all those contexts.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,11 +24,26 @@ from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED
 
 from ftpsd.config import POST_QUANTUM_GROUP, TlsSettings
 
+if TYPE_CHECKING:
+    from ftpsd.metrics import Metrics
+
 _MIN_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # No compression (CRIME), no renegotiation (client-initiated renegotiation DoS); server cipher
 # preference deliberately off as in Mozilla's intermediate profile (every offered suite is strong).
 _OPTIONS = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
 _MAX_RECORD = 16384  # largest TLS plaintext record
+# OpenSSL's reason strings (and pyOpenSSL's "Unexpected EOF") by the failure reason they count as; the
+# first match wins, anything else is "other". Client alerts about our certificate ("unknown ca", "bad
+# certificate") count as "certificate": a client that does not trust the chain, or a wrong certificate.
+_HANDSHAKE_FAILURES = (
+    (
+        "protocol_version",
+        ("unsupported protocol", "wrong version number", "protocol version", "version too low"),
+    ),
+    ("no_shared_cipher", ("no shared cipher", "no shared group", "no suitable")),
+    ("certificate", ("certificate", "unknown ca")),
+    ("eof", ("unexpected eof",)),
+)
 
 
 class TlsSetupError(ValueError):
@@ -59,6 +76,41 @@ class TlsMaterial:
         ctx.use_privatekey(self.key)
         ctx.set_session_id(os.urandom(16))
         return ctx
+
+
+def handshake_failure_reason(error: BaseException | None) -> str:
+    """The reason label (metrics.HANDSHAKE_FAILURES) of a failed handshake; None is a peer that went away."""
+    if error is None:
+        return "eof"
+    text = str(error).lower()
+    return next((reason for reason, marks in _HANDSHAKE_FAILURES if any(m in text for m in marks)), "other")
+
+
+class HandshakeFailureCount:
+    """Counts each failed TLS handshake of a connection once (ftpsd_tls_handshake_failures).
+
+    A mixin for the control and the data handler, before pyftpdlib's TLS handlers in their bases.
+    pyftpdlib's SSLConnectionMixin swallows the error: an SSL.Error reaches handle_failed_ssl_handshake
+    while it is being handled (so sys.exc_info() has it), a peer that closes mid-handshake is only
+    closed. Both leave the connection closed and not established after the handshake step, which is
+    what is counted; a socket error it re-raises to handle_error is counted as it passes.
+    """
+
+    metrics: Metrics  # set by server.Server._apply
+    _handshake_error: BaseException | None = None
+
+    def handle_failed_ssl_handshake(self) -> None:
+        self._handshake_error = sys.exc_info()[1]
+        super().handle_failed_ssl_handshake()
+
+    def _do_ssl_handshake(self) -> None:
+        try:
+            super()._do_ssl_handshake()
+        except SSL.Error as err:
+            self.metrics.handshake_failed(handshake_failure_reason(err))
+            raise
+        if self._closed and not self._ssl_established:
+            self.metrics.handshake_failed(handshake_failure_reason(self._handshake_error))
 
 
 def _set_groups(ctx: SSL.Context, groups: str) -> bool:
