@@ -1,10 +1,13 @@
-"""Filter of the firewall role: what is wrong with the fed ports and ranges, in words to act on."""
+"""Filters of the firewall role: what is wrong with the fed ports, ranges and restricted ports, in words."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from collections.abc import Callable
 from typing import Any
+
+from ansible.errors import AnsibleFilterError
 
 _LOWEST, _HIGHEST = 1, 65535
 
@@ -31,8 +34,60 @@ def port_problems(ports: list[int], ranges: list[dict[str, int]]) -> list[str]:
     return problems
 
 
+def _network_problem(value: str) -> str | None:
+    """ftpsd's rule for a CIDR network (as allowed_networks takes it): the toolkit has one definition."""
+    try:
+        from ftpsd.configchecks import network  # noqa: PLC0415 - needed only when restricted ports are fed
+    except ImportError as err:
+        raise AnsibleFilterError(
+            "firewall_restricted_tcp_ports: checking its networks needs the ftpsd package on the controller: "
+            f"run `pip install -e ftpsd` in the Python environment of ansible-playbook ({err})"
+        ) from err
+    return network(value)
+
+
+def restricted_problems(
+    restricted: list[dict[str, Any]], ports: list[int], ranges: list[dict[str, int]]
+) -> list[str]:
+    """One sentence per problem of firewall_restricted_tcp_ports: bad port, no or bad source network, a port
+    listed twice or already open to everyone (the restriction would mean nothing)."""
+    problems: list[str] = []
+    seen: set[int] = set()
+    for index, item in enumerate(restricted):
+        port, sources = item["port"], item["sources"]
+        where = f"firewall_restricted_tcp_ports[{index}] (port {port})"
+        if not _LOWEST <= port <= _HIGHEST:
+            problems.append(f"{where}: ports must be {_LOWEST}-{_HIGHEST}")
+        if port in seen:
+            problems.append(f"{where}: listed twice; give each port once with all its sources")
+        seen.add(port)
+        if port in ports or any(r["start"] <= port <= r["end"] for r in ranges):
+            problems.append(f"{where}: already open to everyone by firewall_allowed_tcp_ports/_port_ranges")
+        if not sources:
+            problems.append(f"{where}: sources is empty; list the networks (CIDR) that may connect")
+        problems.extend(
+            f"{where}: sources[{position}]: {problem}"
+            for position, network in enumerate(sources)
+            if (problem := _network_problem(str(network)))
+        )
+    return problems
+
+
+def restricted_rules(restricted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """{port, family, source} per port and source network, family as firewalld spells it (ipv4, ipv6)."""
+    return [
+        {"port": item["port"], "family": f"ipv{ipaddress.ip_network(source).version}", "source": str(source)}
+        for item in restricted
+        for source in item["sources"]
+    ]
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"firewall_port_problems": port_problems}
+        return {
+            "firewall_port_problems": port_problems,
+            "firewall_restricted_problems": restricted_problems,
+            "firewall_restricted_rules": restricted_rules,
+        }

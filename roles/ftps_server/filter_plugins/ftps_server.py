@@ -204,6 +204,14 @@ def ip_version(value: str) -> int:
         return 0
 
 
+def ip_loopback(value: str) -> bool:
+    """Whether an IP address reaches only this host (127.0.0.0/8, ::1): a metrics endpoint nobody else scrapes."""
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -216,4 +224,5 @@ class FilterModule:
             "ftps_server_admitted": admitted,
             "ftps_server_folder_plan": folder_plan,
             "ftps_server_ip_version": ip_version,
+            "ftps_server_ip_loopback": ip_loopback,
         }
