@@ -187,6 +187,30 @@ CASES = {
         },
         "allowed_networks",
     ),
+    "metrics address not an IP address": (
+        {"ftps_server_metrics_listen_address": "metrics.example.com"},
+        "ftps_server_metrics_listen_address (metrics.example.com) must be an IP address",
+    ),
+    "metrics port out of range": (
+        {"ftps_server_metrics_port": 70000},
+        "ftps_server_metrics_port (70000) must be 0 (metrics off)",
+    ),
+    "metrics port inside the passive range": (
+        {"ftps_server_metrics_port": 50100},
+        "ftps_server_metrics_port (50100) must be 0 (metrics off)",
+    ),
+    "metrics port equal to the implicit port": (
+        {"ftps_server_metrics_port": 990},
+        "ftps_server_metrics_port (990) must be 0 (metrics off)",
+    ),
+    "metrics on a network address without monitoring networks": (
+        {"ftps_server_metrics_listen_address": "::"},
+        "ftps_monitoring_networks must list the networks",
+    ),
+    "monitoring network with host bits": (
+        {"ftps_server_metrics_listen_address": "0.0.0.0", "ftps_monitoring_networks": ["198.18.0.1/24"]},
+        "firewall_restricted_tcp_ports[0] (port 9821): sources[0]: '198.18.0.1/24' is not a network",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",
@@ -204,6 +228,14 @@ def test_bad_variables_stop_the_run_before_any_change(inventory, bad_vars, messa
     assert DEPLOY_PLAY not in output
     assert untouched(GOOD_HOST)
     assert untouched(BAD_HOST)
+
+
+def test_metrics_off_needs_no_monitoring_networks(inventory):
+    """Port 0 turns metrics off: a network listen address then opens nothing and needs no networks."""
+    result = site(inventory, {"ftps_server_metrics_listen_address": "::", "ftps_server_metrics_port": 0}, "--check")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert DEPLOY_PLAY in output
 
 
 def test_good_variables_pass_validation(inventory):
