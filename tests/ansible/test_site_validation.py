@@ -232,7 +232,8 @@ def test_bad_variables_stop_the_run_before_any_change(inventory, bad_vars, messa
 
 def test_metrics_off_needs_no_monitoring_networks(inventory):
     """Port 0 turns metrics off: a network listen address then opens nothing and needs no networks."""
-    result = site(inventory, {"ftps_server_metrics_listen_address": "::", "ftps_server_metrics_port": 0}, "--check")
+    off = {"ftps_server_metrics_listen_address": "::", "ftps_server_metrics_port": 0}
+    result = site(inventory, off, "--check")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert DEPLOY_PLAY in output

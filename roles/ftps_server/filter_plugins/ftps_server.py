@@ -205,7 +205,7 @@ def ip_version(value: str) -> int:
 
 
 def ip_loopback(value: str) -> bool:
-    """Whether an IP address reaches only this host (127.0.0.0/8, ::1): a metrics endpoint nobody else scrapes."""
+    """Whether an IP address reaches only this host (127.0.0.0/8, ::1): nobody else can scrape it."""
     try:
         return ipaddress.ip_address(value).is_loopback
     except ValueError:
