@@ -74,8 +74,10 @@ def test_counters_move_after_an_upload_and_a_failed_login(addresses, query):
         "upload": 'ftpsd_transfers_total{direction="upload",result="ok"}',
         "bytes": 'ftpsd_transfer_bytes_total{direction="upload"}',
     }
+    # A list, not the value: a counter at 0 is a value too.
     before = {
-        name: wait_for(f"{name} of mon-a", lambda e=e: query(e).get(instance)) for name, e in series.items()
+        name: wait_for(f"{e} of mon-a", lambda e=e: [v for i, v in query(e).items() if i == instance])[0]
+        for name, e in series.items()
     }
     payload = b"metrics probe\n" * 1000
 
@@ -83,8 +85,8 @@ def test_counters_move_after_an_upload_and_a_failed_login(addresses, query):
     ftp.connect(addresses["mon-a"], 21)
     ftp.login(user["name"], user["password"])
     ftp.prot_p()
-    ftp.storbinary("STOR shared/metrics-probe.bin", io.BytesIO(payload))
-    ftp.delete("shared/metrics-probe.bin")
+    ftp.storbinary("STOR metrics-probe.bin", io.BytesIO(payload))
+    ftp.delete("metrics-probe.bin")
     ftp.quit()
     bad = FTPS(context=_context(), timeout=30)
     bad.connect(addresses["mon-a"], 21)
