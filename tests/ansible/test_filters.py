@@ -141,6 +141,44 @@ def test_firewall_port_problems(ports, ranges, expected):
         assert fragment in problem
 
 
+def test_ip_loopback():
+    addresses = ("127.0.0.1", "127.1.2.3", "::1", "::", "0.0.0.0", "198.18.0.1", "not-an-address")
+    assert [server.ip_loopback(a) for a in addresses] == [True, True, True, False, False, False, False]
+
+
+METRICS = {"port": 9821, "sources": ["198.18.0.5/32", "2001:2::/48"]}
+
+
+@pytest.mark.parametrize(
+    ("restricted", "expected"),
+    [
+        ([METRICS], []),
+        ([{**METRICS, "port": 0}], ["(port 0): ports must be 1-65535"]),
+        ([METRICS, METRICS], ["[1] (port 9821): listed twice"]),
+        ([{**METRICS, "port": 22}], ["[0] (port 22): already open to everyone"]),
+        ([{**METRICS, "port": 50100}], ["[0] (port 50100): already open to everyone"]),
+        ([{**METRICS, "sources": []}], ["sources is empty"]),
+        ([{**METRICS, "sources": ["198.18.0.5/24"]}], ["sources[0]: '198.18.0.5/24' is not a network"]),
+        (
+            [{**METRICS, "sources": ["2001:2::/48", "monitoring"]}],
+            ["sources[1]: 'monitoring' is not a network"],
+        ),
+    ],
+)
+def test_firewall_restricted_problems(restricted, expected):
+    problems = firewall.restricted_problems(restricted, [22, 21], [{"start": 50000, "end": 60000}])
+    assert len(problems) == len(expected), problems
+    for problem, fragment in zip(problems, expected, strict=True):
+        assert fragment in problem
+
+
+def test_firewall_restricted_rules_split_the_families():
+    assert firewall.restricted_rules([METRICS]) == [
+        {"port": 9821, "family": "ipv4", "source": "198.18.0.5/32"},
+        {"port": 9821, "family": "ipv6", "source": "2001:2::/48"},
+    ]
+
+
 def test_permission_rules_come_from_ftpsd_itself():
     """The filters hold no copy of the rules: they answer with ftpsd.permissions, installed or from source."""
     assert server._permissions() is permissions
