@@ -23,9 +23,10 @@ SUITES := $(foreach s,$(SLOWEST_SCENARIOS),$(addprefix molecule-,$(filter $(s),$
 	$(addprefix molecule-,$(filter-out $(SLOWEST_SCENARIOS),$(SCENARIOS)))
 # Debian packages the controller needs: the lab (debootstrap, iproute2, openssh), real FTPS clients for the
 # live tests (curl, lftp; wget and rclone for the client suite), vsftpd for the benchmark reference,
-# python3-venv for .venv, shellcheck for lint; FileZilla with an X server and xdotool to drive it headless.
+# python3-venv for .venv, shellcheck for lint; FileZilla with an X server and xdotool to drive it headless;
+# prometheus for promtool, which checks and unit-tests monitoring/ftpsd-alerts.yml (lint, unit).
 DEB_PACKAGES := debootstrap iproute2 nftables openssh-client curl lftp vsftpd python3-venv git shellcheck wget rclone \
-	filezilla xvfb xdotool
+	filezilla xvfb xdotool prometheus
 # Every shell script lint checks: the CI entry point, the lab tool's launcher and any *.sh in the repository.
 SHELL_SCRIPTS = .ci/run tests/lab/lab $(shell git ls-files '*.sh')
 
@@ -44,6 +45,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi; \
+	if grep -qx prometheus <<<"$$missing"; then \
+	  echo "stopping and disabling the prometheus service the package just started (only promtool is needed)"; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service; \
+	  else service prometheus stop || true; update-rc.d prometheus disable; fi; \
 	fi
 
 # requirements.txt includes the runtime pins that the ftps_server role installs on the hosts too.
@@ -87,6 +93,7 @@ lint: venv
 	ruff check .
 	ruff format --check .
 	shellcheck $(SHELL_SCRIPTS)
+	promtool check rules monitoring/ftpsd-alerts.yml
 
 # The role READMEs' variable tables, from each role's meta/argument_specs.yml (tests/ansible fails on drift).
 docs: venv

@@ -171,6 +171,22 @@ def test_certificate_not_after_is_the_served_certificate(srv: ServerProcess) -> 
     assert value(samples, "ftpsd_certificate_not_after_timestamp_seconds") == expected
 
 
+def test_renewal_window_follows_the_loaded_config(srv: ServerProcess) -> None:
+    window = "ftpsd_certificate_renewal_window_seconds"
+    assert value(scrape(srv), window) == 30 * 86400  # [tls] renewal_warning_days' default
+    config = srv.setup.config_path.read_text()
+    try:
+        srv.setup.config_path.write_text(config.replace("[tls]\n", "[tls]\nrenewal_warning_days = 45\n", 1))
+        srv.signal(signal.SIGHUP)
+        srv.wait_notify("READY=1")
+        assert value(scrape(srv), window) == 45 * 86400
+    finally:
+        srv.setup.config_path.write_text(config)
+    srv.signal(signal.SIGHUP)
+    srv.wait_notify("READY=1")
+    assert value(scrape(srv), window) == 30 * 86400
+
+
 def test_process_metrics_are_served(srv: ServerProcess) -> None:
     samples = scrape(srv)
     assert value(samples, "process_resident_memory_bytes") > 0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import ftpsd.metrics as m
 import pytest
 from ftpsd.bans import BanTracker
 from ftpsd.config import ConfigError, parse_config
-from ftpsd.tls import handshake_failure_reason
+from ftpsd.settings import TlsSettings
+from ftpsd.tls import handshake_failure_reason, load_material
 from OpenSSL import SSL
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from selfsigned import write_self_signed
 from test_config import base
 
 
@@ -130,6 +133,17 @@ def test_a_failed_reload_flips_the_result_gauges() -> None:
     assert found[("ftpsd_last_reload_result", (("result", "failed"),))] == 1
     assert found[("ftpsd_last_reload_result", (("result", "ok"),))] == 0
     assert found[("ftpsd_last_reload_timestamp_seconds", ())] > 0
+
+
+def test_a_load_sets_the_renewal_window_and_a_failed_one_keeps_it(tmp_path: Path) -> None:
+    cert, key = write_self_signed(tmp_path, "server")
+    settings = TlsSettings(certificate=str(cert), private_key=str(key), renewal_warning_days=21)
+    metrics = m.Metrics(lambda: 0)
+    assert samples(metrics)[("ftpsd_certificate_renewal_window_seconds", ())] == 0  # nothing loaded yet
+    metrics.loaded(load_material(settings))
+    assert samples(metrics)[("ftpsd_certificate_renewal_window_seconds", ())] == 21 * 86400
+    metrics.loaded(None)  # the old certificate, and with it its window, is still what is served
+    assert samples(metrics)[("ftpsd_certificate_renewal_window_seconds", ())] == 21 * 86400
 
 
 def ssl_error(reason: str) -> SSL.Error:

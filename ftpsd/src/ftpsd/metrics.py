@@ -89,6 +89,13 @@ class Metrics:
             "Expiry (notAfter) of the certificate served to new connections, seconds since the epoch.",
             registry=reg,
         )
+        # The window as a metric of its own so that an alert rule compares not-after with it without
+        # knowing the inventory (ftps_certificate_renew_before_days, which the role passes on).
+        self.renewal_window = Gauge(
+            "ftpsd_certificate_renewal_window_seconds",
+            "Renewal window (tls.renewal_warning_days) in seconds: a certificate expiring within it is due.",
+            registry=reg,
+        )
         self.reload_time = Gauge(
             "ftpsd_last_reload_timestamp_seconds",
             "When the configuration was last loaded or a reload tried (start-up counts), since the epoch.",
@@ -153,9 +160,13 @@ class Metrics:
         self.transfer_seconds.labels(direction).observe(seconds)
 
     def loaded(self, material: TlsMaterial | None) -> None:
-        """A configuration load ended: with the material now served, or None if it failed (old one stays)."""
+        """A configuration load ended: with the material now served, or None if it failed (old one stays).
+
+        A failed load keeps the certificate and window gauges at the old values: those are still served.
+        """
         self.reload_time.set(time.time())
         self.reload_result.labels("ok").set(material is not None)
         self.reload_result.labels("failed").set(material is None)
         if material is not None:
             self.certificate_not_after.set(not_after(material).timestamp())
+            self.renewal_window.set(material.settings.renewal_warning_days * 86400)
