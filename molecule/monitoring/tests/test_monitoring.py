@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import errno
 import io
 import socket
 import ssl
@@ -50,12 +51,37 @@ def test_prom_scrapes_mon_a_and_cannot_reach_mon_b(addresses, query):
     wait_for("up{job='ftpsd'} is 1 for mon-a and 0 for mon-b", lambda: query('up{job="ftpsd"}') == wanted)
 
 
+def _blocked(address: str, port: int) -> bool:
+    """The firewall stopped the SYN: dropped (nftables: a timeout) or rejected with ICMP "administratively
+    prohibited" (firewalld: EHOSTUNREACH over IPv4, EACCES over IPv6). A reset would mean the port is open."""
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except TimeoutError:
+        return True
+    except OSError as err:
+        if err.errno in {errno.EHOSTUNREACH, errno.EACCES}:
+            return True
+        raise
+    return False
+
+
 @pytest.mark.parametrize("host", ["mon-a", "mon-b"])
 def test_the_controller_cannot_reach_the_metrics_port(host, addresses):
-    """Not in either monitoring network: the firewall drops the controller's SYN (a timeout, no reset)."""
+    """Not in either monitoring network (mon-a behind nftables, mon-b behind firewalld)."""
     for address in [addresses[host], lab_ipv6(host)]:
-        with pytest.raises(TimeoutError):
-            socket.create_connection((address, METRICS_PORT), timeout=3).close()
+        assert _blocked(address, METRICS_PORT), address
+
+
+def test_firewalld_has_a_rich_rule_per_monitoring_network(host):
+    """mon-b's zone: the metrics port from each of its networks, IPv4 and IPv6, and not as a plain port."""
+    if host.backend.get_hostname() != "mon-b":
+        pytest.skip("mon-b is the firewalld host")
+    rules = host.check_output("firewall-cmd --zone public --list-rich-rules").splitlines()
+    assert sorted(rules) == [
+        f'rule family="{family}" source address="{network}" port port="{METRICS_PORT}" protocol="tcp" accept'
+        for family, network in [("ipv4", "198.19.254.0/24"), ("ipv6", "2001:2:0:fffe::/64")]
+    ], rules
+    assert f"{METRICS_PORT}/tcp" not in host.check_output("firewall-cmd --zone public --list-all")
 
 
 def _context() -> ssl.SSLContext:
