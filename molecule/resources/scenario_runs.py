@@ -1,6 +1,7 @@
 """What the scenarios' testinfra tests share: run a playbook again as Molecule's converge step runs it
 (with other variables), read its recap, and reach the lab hosts and their addresses."""
 
+import json
 import os
 import re
 import subprocess
@@ -36,10 +37,24 @@ def ephemeral_dir() -> Path:
     return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 
 
+def plain_ansible_env() -> dict[str, str]:
+    """The environment for Ansible commands whose output a test reads: Molecule forces colours on."""
+    return {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+
+
+def inventory_value(host: str, expression: str) -> object:
+    """A variable as Ansible renders it for the host (vault and role defaults resolved)."""
+    out = subprocess.run(
+        ["ansible", host, "-i", inventory(), "-m", "ansible.builtin.debug", "-a",
+         f"msg={{{{ {expression} | to_json }}}}", "-o"],
+        capture_output=True, text=True, check=True, cwd=PROJECT, env=plain_ansible_env(),
+    ).stdout  # fmt: skip
+    return json.loads(json.loads(out.split("=>", 1)[1])["msg"])
+
+
 def run_playbook(playbook: Path, *args: str) -> PlaybookRun:
     """ansible-playbook with Molecule's inventory and configuration, as the converge step runs it."""
-    # Molecule forces colors on; the tests read plain text.
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+    env = plain_ansible_env()
     result = subprocess.run(
         ["ansible-playbook", "-i", inventory(), str(playbook), *args],
         capture_output=True,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scenario_runs import inventory_value, plain_ansible_env
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -19,20 +20,9 @@ REPORTS = Path(os.environ["FTPS_REPORT_DIR"])
 INVENTORY = EPHEMERAL / "inventory"
 FTPS_HOSTS = ["mon-a", "mon-b"]
 METRICS_PORT = 9821  # the role's default, which the scenario keeps
-# Molecule forces colour on; the tests read Ansible's output as plain text.
-PLAIN_ANSIBLE_ENV = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+PLAIN_ANSIBLE_ENV = plain_ansible_env()
 # Prometheus scrapes and evaluates every second (converge.yml); under load give it a while.
 WAIT = 60
-
-
-def inventory_value(host: str, expression: str) -> object:
-    """A variable as Ansible renders it for the host (vault and role defaults resolved)."""
-    out = subprocess.run(
-        ["ansible", host, "-i", str(INVENTORY), "-m", "ansible.builtin.debug", "-a",
-         f"msg={{{{ {expression} | to_json }}}}", "-o"],
-        capture_output=True, text=True, check=True, cwd=PROJECT, env=PLAIN_ANSIBLE_ENV,
-    ).stdout  # fmt: skip
-    return json.loads(json.loads(out.split("=>", 1)[1])["msg"])
 
 
 def lab_ipv6(host: str) -> str:

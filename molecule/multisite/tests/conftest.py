@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
+from scenario_runs import inventory_value, plain_ansible_env
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 REPORTS = Path(os.environ["FTPS_REPORT_DIR"])
 INVENTORY = EPHEMERAL / "inventory"
 SITES = {"beijing": ["bj-1", "bj-2"], "shanghai": ["sh-1", "sh-2"]}
-# Molecule forces colour on; the tests read Ansible's output as plain text.
-PLAIN_ANSIBLE_ENV = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
-
-
-def inventory_value(host: str, expression: str) -> object:
-    """A variable as Ansible renders it for the host (vault and role defaults resolved)."""
-    out = subprocess.run(
-        ["ansible", host, "-i", str(INVENTORY), "-m", "ansible.builtin.debug", "-a",
-         f"msg={{{{ {expression} | to_json }}}}", "-o"],
-        capture_output=True, text=True, check=True, cwd=PROJECT, env=PLAIN_ANSIBLE_ENV,
-    ).stdout  # fmt: skip
-    return json.loads(json.loads(out.split("=>", 1)[1])["msg"])
+PLAIN_ANSIBLE_ENV = plain_ansible_env()
 
 
 @pytest.fixture(scope="session")
