@@ -214,13 +214,14 @@ def test_every_present_user_check_uses_the_one_filter():
     users = [ADMIN, {**READER, "state": "present"}, {"name": "gone", "state": "absent"}]
     assert [u["name"] for u in server.present_users(users)] == ["admin", "reader"]
     assert server.present_users([{"name": "gone", "state": "absent"}]) == []
+    assert [u["name"] for u in server.public_users(users)] == ["admin", "reader"]  # built on present_users
     for path in [
         "roles/ftps_server/tasks/facts.yml",
         "roles/ftps_server/tasks/validate.yml",
         "playbooks/vars/doctor.yml",
     ]:
         text = (REPO / path).read_text()
-        assert "ftps_server_present_users" in text, path
+        assert "ftps_server_present_users" in text or "ftps_server_public_users" in text, path
         assert "'present'" not in text, path
 
 
@@ -246,3 +247,62 @@ def test_source_digest_follows_the_source_and_pins_not_caches(tmp_path):
     assert build.source_digest(str(tmp_path), ["pyftpdlib==2.2.0"]) != first
     with pytest.raises(AnsibleFilterError, match="not a Python source tree"):
         build.source_digest(str(tmp_path / "src"))
+
+
+def test_sizes_read_as_the_argument_spec_reads_them():
+    assert [server.size(v) for v in (0, None, "", 1000, "512K", "10M", "1G")] == [
+        0,
+        0,
+        0,
+        1000,
+        512 << 10,
+        10 << 20,
+        1 << 30,
+    ]
+    with pytest.raises(AnsibleFilterError, match="not a size in bytes"):
+        server.size("fast")
+
+
+def test_accounts_carry_rates_in_bytes_and_the_public_view_has_no_secret():
+    limited = ADMIN | {"upload_rate": "2M", "download_rate": 4096}
+    (account,) = server.accounts([limited], "host-a")
+    assert (account["upload_rate"], account["download_rate"]) == (2 << 20, 4096)
+    (public,) = server.public_users([limited])
+    assert public == {key: value for key, value in account.items() if key != "password_hash"}
+    assert "password" not in public
+    assert server.public_users([READER])[0]["upload_rate"] == 0  # no limit of its own
+
+
+@pytest.mark.parametrize(
+    ("quotas", "expected"),
+    [
+        ([{"path": "/srv/ftps/shared/", "max_bytes": "1G", "max_files": 10}], []),
+        ([{"path": "/srv/ftps/shared/incoming", "max_bytes": 0}], []),  # below a home
+        ([{"path": "/srv/ftps/other"}], ["ftps_server_quotas[0]: path '/srv/ftps/other' is not a user home"]),
+        ([{"path": "shared"}], ["ftps_server_quotas[0]: path 'shared' is not a user home"]),
+        ([{"path": "/srv/ftps/shared", "max_files": -1}], ["ftps_server_quotas[0]: max_files must be 0"]),
+        (
+            [{"path": "/srv/ftps/shared"}, {"path": "/srv/ftps/shared/incoming"}],
+            ["ftps_server_quotas[1]: path '/srv/ftps/shared/incoming' is nested with ftps_server_quotas[0]"],
+        ),
+        (
+            [{"path": "/srv/ftps/shared/incoming"}, {"path": "/srv/ftps/shared/"}],
+            ["ftps_server_quotas[1]: path '/srv/ftps/shared/' is nested with ftps_server_quotas[0]"],
+        ),
+        (
+            [{"path": "/srv/ftps/shared"}, {"path": "/srv/ftps/shared"}],
+            ["ftps_server_quotas[1]: path '/srv/ftps/shared' is the same as ftps_server_quotas[0]"],
+        ),
+    ],
+)
+def test_quota_problems(quotas, expected):
+    problems = server.quota_problems(quotas, [ADMIN, READER], [{"path": "/srv/ftps/shared/incoming"}])
+    assert len(problems) == len(expected)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start), problem
+
+
+def test_quotas_are_written_in_bytes():
+    assert server.quotas([{"path": "/srv/ftps/shared/", "max_bytes": "10G"}]) == [
+        {"path": "/srv/ftps/shared", "max_bytes": 10 << 30, "max_files": 0}
+    ]

@@ -22,6 +22,12 @@ ALL_ROLES = sorted(p.parents[1].name for p in ROLES.glob("*/meta/argument_specs.
 _spec = importlib.util.spec_from_file_location("role_docs", REPO / "tools" / "role_docs.py")
 role_docs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(role_docs)
+_filters_spec = importlib.util.spec_from_file_location(
+    "ftps_server_filters", ROLES / "ftps_server" / "filter_plugins" / "ftps_server.py"
+)
+_filters = importlib.util.module_from_spec(_filters_spec)
+_filters_spec.loader.exec_module(_filters)
+ROLE_FILTERS = _filters.FilterModule().filters()
 
 
 def load(role: str, *parts: str) -> dict:
@@ -78,6 +84,8 @@ ACCOUNT = {
     "home": "/srv/ftps/a",
     "permissions": "full",
     "allowed_networks": [],  # from anywhere: the template leaves the key out
+    "upload_rate": 0,  # no limits of its own: left out too
+    "download_rate": 0,
 }
 
 
@@ -85,6 +93,7 @@ def rendered_config(variables: dict) -> dict:
     """ftpsd.toml as the role writes it from these variables (the role's own template, one user)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = to_json
+    env.filters.update({name: ROLE_FILTERS[name] for name in ("ftps_server_size", "ftps_server_quotas")})
     template = env.from_string((ROLES / "ftps_server" / "templates" / "ftpsd.toml.j2").read_text())
     return tomllib.loads(
         template.render(**variables, ansible_managed="test", __ftps_server_accounts=[ACCOUNT])

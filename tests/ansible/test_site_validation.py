@@ -187,6 +187,43 @@ CASES = {
         },
         "allowed_networks",
     ),
+    "server upload rate not a number": (
+        {"ftps_server_upload_rate": "fast"},
+        "ftps_server_upload_rate",
+    ),
+    "negative server download rate": (
+        {"ftps_server_download_rate": -1},
+        "ftps_server_download_rate",
+    ),
+    "user rate not a number": (
+        {"ftps_server_users": [{**USER, "permissions": "full", "download_rate": "quick"}]},
+        "download_rate",
+    ),
+    "negative partial upload lifetime": (
+        {"ftps_server_partial_upload_ttl": -1},
+        "ftps_server_partial_upload_ttl (-1) must be 0 (interrupted uploads are discarded)",
+    ),
+    "negative quota size": (
+        {"ftps_server_quotas": [{"path": "/srv/ftps/shared", "max_bytes": -5}]},
+        "max_bytes",
+    ),
+    "negative quota file count": (
+        {"ftps_server_quotas": [{"path": "/srv/ftps/shared", "max_files": -1}]},
+        "ftps_server_quotas[0]: max_files must be 0 (no limit) or a number of files",
+    ),
+    "quota on a folder nobody uploads into": (
+        {"ftps_server_quotas": [{"path": "/srv/ftps/elsewhere", "max_bytes": "1G"}]},
+        "ftps_server_quotas[0]: path '/srv/ftps/elsewhere' is not a user home or an ftps_server_folders path",
+    ),
+    "nested quotas": (
+        {
+            "ftps_server_quotas": [
+                {"path": "/srv/ftps/shared", "max_bytes": "1G"},
+                {"path": "/srv/ftps/shared/incoming", "max_files": 10},
+            ]
+        },
+        "ftps_server_quotas[1]: path '/srv/ftps/shared/incoming' is nested with ftps_server_quotas[0]",
+    ),
     "metrics address not an IP address": (
         {"ftps_server_metrics_listen_address": "metrics.example.com"},
         "ftps_server_metrics_listen_address (metrics.example.com) must be an IP address",

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.text.formatters import human_to_bytes
 
 _SALT_DOMAIN = "ftpsd-salt:"
 # ftpsd.permissions in the source tree of this repository, for a controller without the ftpsd package.
@@ -80,17 +81,49 @@ def _password_hash(password: object, host: str, user: str) -> str:
     return _ftpsd("passwords").hash_password(str(password), _salt(host, user))
 
 
-def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
-    """The [[users]] entries of the config: present users with their hash instead of their password."""
+def size(value: object) -> int:
+    """Bytes of a size as the inventory writes it: an integer or "10M" (powers of 1024).
+
+    The same reading as the argument spec's type bytes; 0 (or nothing) stays 0, ftpsd's "no limit".
+    """
+    try:
+        return int(human_to_bytes(value or 0))
+    except ValueError as err:
+        raise AnsibleFilterError(f"not a size in bytes: {value!r} ({err})") from err
+
+
+def public_users(users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Present users as the config, the local facts and the report show them: everything but the password."""
     return [
         {
             "name": user["name"],
-            "password_hash": _password_hash(user.get("password"), host, user["name"]),
             "home": posixpath.normpath(user["home"]),
             "permissions": user["permissions"],
             "allowed_networks": list(user.get("allowed_networks") or []),
+            "upload_rate": size(user.get("upload_rate")),
+            "download_rate": size(user.get("download_rate")),
         }
         for user in present_users(users)
+    ]
+
+
+def accounts(users: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
+    """The [[users]] entries of the config: the public view of each present user plus its password hash."""
+    return [
+        user | {"password_hash": _password_hash(entry.get("password"), host, user["name"])}
+        for user, entry in zip(public_users(users), present_users(users), strict=True)
+    ]
+
+
+def quotas(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The [[quotas]] entries of the config: normalised paths and sizes in bytes."""
+    return [
+        {
+            "path": posixpath.normpath(entry["path"]),
+            "max_bytes": size(entry.get("max_bytes")),
+            "max_files": int(entry.get("max_files") or 0),
+        }
+        for entry in entries
     ]
 
 
@@ -166,6 +199,41 @@ def data_problems(users: list[dict[str, Any]], folders: list[dict[str, Any]], da
     return problems
 
 
+def quota_problems(
+    entries: list[dict[str, Any]], users: list[dict[str, Any]], folders: list[dict[str, Any]]
+) -> list[str]:
+    """Everything wrong with ftps_server_quotas, one sentence per problem naming the entry.
+
+    A quota must cover a folder the role creates (a present user's home or an extra folder, or a folder
+    below one), so that it never counts a folder nobody can upload into; sizes are checked by the
+    argument spec before.
+    """
+    managed = [posixpath.normpath(u["home"]) for u in present_users(users)] + [
+        posixpath.normpath(f["path"]) for f in folders
+    ]
+    problems: list[str] = []
+    seen: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"ftps_server_quotas[{index}]"
+        path = entry["path"]
+        if not posixpath.isabs(path) or not any(_under(path, folder) for folder in managed):
+            problems.append(
+                f"{where}: path {path!r} is not a user home or an ftps_server_folders path, nor below one; "
+                "a quota must cover a folder users upload into"
+            )
+        if int(entry.get("max_files") or 0) < 0:
+            problems.append(f"{where}: max_files must be 0 (no limit) or a number of files")
+        normalised = posixpath.normpath(path)
+        problems.extend(
+            f"{where}: path {path!r} is {'the same as' if normalised == other else 'nested with'} "
+            f"ftps_server_quotas[{position}] ({other!r}); quota folders may not overlap"
+            for position, other in enumerate(seen)
+            if _under(normalised, other) or _under(other, normalised)
+        )
+        seen.append(normalised)
+    return problems
+
+
 def folder_plan(users: list[dict[str, Any]], folders: list[dict[str, Any]], data_root: str) -> list[dict]:
     """Folders to create, parents first, and whether the service must be able to write into each.
 
@@ -218,6 +286,10 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "ftps_server_accounts": accounts,
+            "ftps_server_public_users": public_users,
+            "ftps_server_quotas": quotas,
+            "ftps_server_quota_problems": quota_problems,
+            "ftps_server_size": size,
             "ftps_server_capabilities": capabilities,
             "ftps_server_present_users": present_users,
             "ftps_server_data_problems": data_problems,
