@@ -1,9 +1,11 @@
 """What the scenarios' testinfra tests share: run a playbook again as Molecule's converge step runs it
 (with other variables), read its recap, and reach the lab hosts and their addresses."""
 
+import errno
 import json
 import os
 import re
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,3 +75,20 @@ def lab_host(name: str) -> testinfra.host.Host:
 
 def address(host: testinfra.host.Host) -> str:
     return host.ansible.get_variables()["ansible_host"]
+
+
+def reachable(address: str, port: int) -> bool:
+    """True if the host's TCP stack answered (accepted, or refused with a reset); False if a firewall
+    dropped the packet (the nftables role) or rejected it with an ICMP error (firewalld's zones)."""
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except ConnectionRefusedError:
+        return True
+    except TimeoutError:
+        return False
+    except OSError as err:
+        # ICMP "administratively prohibited" (firewalld's reject): EHOSTUNREACH over IPv4, EACCES over IPv6.
+        if err.errno in {errno.EHOSTUNREACH, errno.EACCES}:
+            return False
+        raise
+    return True

@@ -6,10 +6,8 @@ roles wrote: the tests compare what was asked for with what the host does.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import json
-import socket
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -146,23 +144,6 @@ def login(dep: Deployment, user: User, password: str | None = None, address: str
     ftp.login(user.name, user.password if password is None else password)
     ftp.prot_p()
     return ftp
-
-
-def reachable(address: str, port: int) -> bool:
-    """True if the host's TCP stack answered (accepted, or refused with a reset); False if a firewall
-    dropped the packet (the nftables role) or rejected it with an ICMP error (firewalld's zones)."""
-    try:
-        socket.create_connection((address, port), timeout=CONNECT_TIMEOUT).close()
-    except ConnectionRefusedError:
-        return True
-    except TimeoutError:
-        return False
-    except OSError as err:
-        # ICMP "administratively prohibited" (firewalld's reject): EHOSTUNREACH over IPv4, EACCES over IPv6.
-        if err.errno in {errno.EHOSTUNREACH, errno.EACCES}:
-            return False
-        raise
-    return True
 
 
 def run_on_host(dep: Deployment, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

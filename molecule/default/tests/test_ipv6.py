@@ -17,10 +17,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CONNECT_TIMEOUT, client_context, login, reachable
+from conftest import CONNECT_TIMEOUT, client_context, login
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from ftpsd.client import ImplicitFTPS
+from scenario_runs import reachable
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")) / "inventory"

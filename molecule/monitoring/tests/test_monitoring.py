@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import errno
 import io
-import socket
 import ssl
 import time
 import tomllib
@@ -21,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from ftpsd.client import FTPS
+from scenario_runs import reachable
 
 ALERT = "FtpsdCertificateExpiresSoon"
 
@@ -51,25 +50,11 @@ def test_prom_scrapes_mon_a_and_cannot_reach_mon_b(addresses, query):
     wait_for("up{job='ftpsd'} is 1 for mon-a and 0 for mon-b", lambda: query('up{job="ftpsd"}') == wanted)
 
 
-def _blocked(address: str, port: int) -> bool:
-    """The firewall stopped the SYN: dropped (nftables: a timeout) or rejected with ICMP "administratively
-    prohibited" (firewalld: EHOSTUNREACH over IPv4, EACCES over IPv6). A reset would mean the port is open."""
-    try:
-        socket.create_connection((address, port), timeout=3).close()
-    except TimeoutError:
-        return True
-    except OSError as err:
-        if err.errno in {errno.EHOSTUNREACH, errno.EACCES}:
-            return True
-        raise
-    return False
-
-
 @pytest.mark.parametrize("host", ["mon-a", "mon-b"])
 def test_the_controller_cannot_reach_the_metrics_port(host, addresses):
     """Not in either monitoring network (mon-a behind nftables, mon-b behind firewalld)."""
     for address in [addresses[host], lab_ipv6(host)]:
-        assert _blocked(address, METRICS_PORT), address
+        assert not reachable(address, METRICS_PORT), address
 
 
 def test_firewalld_has_a_rich_rule_per_monitoring_network(host):
