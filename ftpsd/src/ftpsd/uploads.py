@@ -1,25 +1,33 @@
-"""Atomic uploads, the whole feature: the file object and both channel sides of an upload.
+"""Atomic, resumable uploads, the whole feature: the file object and both channel sides of an upload.
 
-An upload is written to a hidden temporary file (``filesystem.UPLOAD_PREFIX``) and renamed to its final
-name only when the client ended the data connection with a TLS close_notify; every other ending
-(error, timeout, ABOR, REIN, disconnect, full disk) removes the temporary file. APPE and REST+STOR
-are refused because they would write into a visible file.
+An upload is written to a hidden file (``filesystem.UPLOAD_PREFIX``) and renamed to its final name only
+when the client ended the data connection with a TLS close_notify. The hidden file is the user's partial
+upload of that name (partials.py), which every other ending (error-free interruption: no close_notify,
+timeout, ABOR, REIN, disconnect) keeps for resuming with APPE or REST+STOR, and which a failed write
+(full disk, I/O error) removes. STOU, and every upload while ``partial_upload_ttl`` is 0, use a random
+temporary file that every ending but the commit removes; APPE and REST+STOR are then refused.
+Who may resume and see what of a partial is decided in permissions.py.
 
 Three pieces, one per place pyftpdlib gives us:
 
 * ``AtomicUpload``, the file object the data channel writes into;
-* ``AtomicUploadDTP``, the data-channel side: fast reads, and commit or discard at close;
-* ``AtomicUploadCommands``, the control-channel side: STOR, STOU, ABOR, REIN and the transfer that
-  waits for its data connection.
+* ``AtomicUploadDTP``, the data-channel side: fast reads, and commit, keep or discard at close;
+* ``AtomicUploadCommands``, the control-channel side: STOR, APPE, REST+STOR, SIZE of one's own partial,
+  STOU, ABOR, REIN and the transfer that waits for its data connection.
 
-The MRO rule the data-channel side depends on: ``AtomicUploadDTP`` must sit *below* pyftpdlib's
-``SSLConnectionMixin`` and above ``DTPHandler`` (``class FtpsDataHandler(TLS_DTPHandler,
-AtomicUploadDTP)``). The mixin reacts to a TLS EOF by calling ``super().handle_close()`` and hands
-reads to ``super().handle_read_event()`` once the handshake is done, so overrides placed above it
-would be skipped. Its ``handle_error`` on the other hand closes the connection without calling
-``super()``, so a failed write is answered by ``discard_failed_write``, called from the data
-handler's own ``handle_error`` above the mixin. ``AtomicUploadCommands`` comes before
-``TLS_FTPHandler``, whose ``ftp_ABOR`` and ``flush_account`` it extends.
+The MRO rules these depend on:
+
+* ``AtomicUploadDTP`` must sit *below* pyftpdlib's ``SSLConnectionMixin`` and above ``DTPHandler``
+  (``class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP)``). The mixin reacts to a TLS EOF by calling
+  ``super().handle_close()`` and hands reads to ``super().handle_read_event()`` once the handshake is
+  done, so overrides placed above it would be skipped. Its ``handle_error`` on the other hand closes the
+  connection without calling ``super()``, so a failed write is answered by ``discard_failed_write``,
+  called from the data handler's own ``handle_error`` above the mixin.
+* ``AtomicUploadCommands`` comes before ``TLS_FTPHandler``, whose ``ftp_STOR``, ``ftp_SIZE``,
+  ``ftp_ABOR``, ``flush_account`` and ``pre_process_command`` it extends (pyftpdlib's ``ftp_APPE`` calls
+  ``self.ftp_STOR``, so APPE reaches ours), and whose ``proto_cmds`` it replaces with a copy in which
+  APPE needs "w" instead of "a". No mixin before it in the bases may define ``proto_cmds``; those that
+  extend ``pre_process_command`` (listing.py, ownuploads.py) must pass SIZE on to ``super()``.
 """
 
 from __future__ import annotations
