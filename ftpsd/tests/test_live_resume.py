@@ -182,6 +182,23 @@ def test_curl_killed_mid_upload_then_resumed_with_dash_c(
     (server.setup.shared / name).unlink()
 
 
+def test_curl_resume_over_a_complete_file_the_user_may_not_overwrite_is_refused(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    source = tmp_path / "source.bin"
+    source.write_bytes(SOURCE)
+    name = unique("curl-not-yours")
+    (server.setup.shared / name).write_bytes(b"original")
+    resumed = curl("-C", "-", "-T", str(source), url(server, "dropbox", name))
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode != 0
+    # SIZE tells nothing (as for any name), and the store that follows is refused like any overwrite.
+    assert "< 550 Not enough privileges." in err and "< 550 File exists; overwriting is not permitted." in err
+    assert (server.setup.shared / name).read_bytes() == b"original"
+    assert not partial_of(server, name, "dropbox").exists()
+    (server.setup.shared / name).unlink()
+
+
 def lftp(srv: ServerProcess, user: str, script: str, rate: int = 0) -> subprocess.Popen[str]:
     settings = "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
     settings += f"set net:max-retries 1; set cmd:fail-exit yes; set net:limit-rate {rate}; debug 9; "
@@ -280,6 +297,10 @@ def test_full_user_appends_to_a_complete_file_atomically(server: ServerProcess) 
     admin.sendcmd("PASV")
     assert reply(admin, f"STOR {name}").startswith("554 Requested action not taken: REST position 7")
     assert (server.setup.shared / name).read_bytes() == b"0123XY"
+    # REST 0 + STOR is an ordinary STOR, also over a partial upload of the name.
+    assert cut_upload(admin, f"STOR {name}", b"cut short").startswith("426")
+    assert admin.storbinary(f"STOR {name}", io.BytesIO(b"fresh"), rest=0).startswith("226")
+    assert (server.setup.shared / name).read_bytes() == b"fresh"
     admin.delete(name)
     admin.quit()
     assert not partial_of(server, name, "fbt_admin").exists()
