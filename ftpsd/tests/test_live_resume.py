@@ -327,7 +327,7 @@ def test_a_second_writer_of_one_partial_gets_450(server: ServerProcess) -> None:
     (server.setup.shared / name).unlink()
 
 
-def test_abort_keeps_the_partial_and_a_write_error_removes_it(server: ServerProcess) -> None:
+def test_abort_keeps_the_partial_for_resuming(server: ServerProcess) -> None:
     admin = connect(server, "fbt_admin")
     name = unique("abor")
     conn = admin.transfercmd(f"STOR {name}")

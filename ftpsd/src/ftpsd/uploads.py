@@ -65,8 +65,9 @@ class AtomicUpload:
 
     ``name`` is the final path (pyftpdlib logs it). The hidden file is either a random temporary file
     (``fresh``: STOU, and every upload with ``partial_upload_ttl = 0``), removed by close() without
-    commit(), or the user's resumable partial upload (``resumable``), which close() without commit()
-    keeps for resuming unless ``discard()`` was called (write errors) or it is empty. Either is locked
+    commit(), or the user's resumable partial upload (``keep=True``, opened by
+    ``AtomicUploadCommands._resumable_upload``), which close() without commit() keeps for resuming unless
+    ``discard()`` was called (write errors) or it is empty. Either is locked
     (partials.lock) until closed, so the sweep never removes a file in use.
     With ``replace=False`` the final name is created with link(2), which fails if the name exists,
     so a concurrent upload can never be overwritten (no check-then-rename race).
@@ -149,13 +150,18 @@ class AtomicUpload:
             self._file.close()  # releases the lock
 
     def _keep_for_resuming(self) -> None:
+        """Cut the partial after what this upload wrote (a resumed one with nothing written stays as it
+        was); an empty one has nothing to resume and goes."""
         fd = self._file.fileno()
-        position = self._file.tell()
-        if position != self.offset:  # nothing written: leave a resumed partial exactly as it was
-            os.ftruncate(fd, position)
-        if os.fstat(fd).st_size == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp_path)
+        try:
+            position = self._file.tell()
+            if position != self.offset:
+                os.ftruncate(fd, position)
+            if os.fstat(fd).st_size == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.temp_path)
+        except OSError as err:
+            logger.warning("cannot keep partial upload %s of %s: %s", self.temp_path, self.name, err)
 
 
 class RestBeyondEnd(Exception):
