@@ -32,6 +32,7 @@ def test_defaults() -> None:
     assert config.tls.require_session_reuse is True
     assert config.limits.max_connections_per_ip == 20
     assert config.limits.ban_after_failures == 5
+    assert config.limits.partial_upload_ttl == 86400
     assert config.logging.transfer_log == ""
     assert [u.permissions for u in config.users] == ["elradfmwMT", "ew"]
 
@@ -77,6 +78,10 @@ CASES = [
     ("limits.max_connections_per_ip", 1000, "limits.max_connections_per_ip: larger than"),
     ("limits.ban_after_failures", -1, "limits.ban_after_failures: must not be negative"),
     ("limits.idle_timout", 5, "limits.idle_timout: unknown key"),
+    ("limits.partial_upload_ttl", -1, "limits.partial_upload_ttl: must not be negative"),
+    ("limits.partial_upload_ttl", "1d", "limits.partial_upload_ttl: expected int, got str '1d'"),
+    ("limits.partial_upload_ttl", 3.5, "limits.partial_upload_ttl: expected int, got float"),
+    ("limits.partial_upload_ttl", True, "limits.partial_upload_ttl: expected int, got bool"),
     ("logging.level", "verbose", "logging.level: 'verbose' is not one of"),
     ("logging.transfer_log", "rel/path", "logging.transfer_log: 'rel/path' is not an absolute path"),
     (

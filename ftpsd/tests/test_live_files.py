@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ServerProcess, connect
+from ftpsd.partials import partial_path
 
 pytestmark = pytest.mark.live
 
@@ -37,7 +38,15 @@ def leftovers(srv: ServerProcess) -> list[str]:
     return [n for n in os.listdir(srv.setup.shared) if n.startswith(".ftpsd-upload-")]
 
 
-def test_full_user_roundtrip_and_overwrite(server: ServerProcess) -> None:
+@pytest.fixture
+def no_new_leftovers(server: ServerProcess) -> Iterator[set[str]]:
+    """Fails the test if it leaves a hidden upload file behind (partials other tests keep don't count)."""
+    before = set(leftovers(server))
+    yield before
+    assert set(wait_for_no_leftovers(server, before)) <= before
+
+
+def test_full_user_roundtrip_and_overwrite(server: ServerProcess, no_new_leftovers: set[str]) -> None:
     ftp = connect(server, "fbt_admin")
     name = unique("full")
     assert stor(ftp, name, b"one").startswith("226")
@@ -48,7 +57,6 @@ def test_full_user_roundtrip_and_overwrite(server: ServerProcess) -> None:
     ftp.mkd("sub-" + name)
     ftp.rmd("sub-" + name)
     ftp.quit()
-    assert leftovers(server) == []
 
 
 def test_transfers_are_logged_as_json(server: ServerProcess) -> None:
@@ -68,7 +76,7 @@ def test_transfers_are_logged_as_json(server: ServerProcess) -> None:
     assert "admin-secret" not in server.log()
 
 
-def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
+def test_upload_only_can_store_new_files_only(server: ServerProcess, no_new_leftovers: set[str]) -> None:
     admin = connect(server, "fbt_admin")
     existing = unique("existing")
     stor(admin, existing, b"original")
@@ -82,9 +90,9 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
     ftp.cwd("/")
     resp = ftp.sendcmd("STOU")  # no data connection yet: 150 then we abort
     assert resp.startswith("150 FILE: ")
-    assert leftovers(server)
+    assert set(leftovers(server)) - no_new_leftovers
     ftp.abort()
-    assert leftovers(server) == []
+    assert set(leftovers(server)) <= no_new_leftovers
     before = set(os.listdir(server.setup.shared))
     assert ftp.storbinary("STOU", io.BytesIO(b"unique")).startswith("226")
     (created,) = set(os.listdir(server.setup.shared)) - before
@@ -126,7 +134,6 @@ def test_upload_only_can_store_new_files_only(server: ServerProcess) -> None:
     assert (server.setup.shared / existing).read_bytes() == b"original"
     assert (server.setup.shared / f"dir-{existing}").is_dir()
     admin.quit()
-    assert leftovers(server) == []
 
 
 def test_read_only_cannot_write(server: ServerProcess) -> None:
@@ -150,19 +157,23 @@ def test_read_only_cannot_write(server: ServerProcess) -> None:
     assert (server.setup.shared / name).read_bytes() == b"readable"
 
 
-def test_upload_cut_without_close_notify_is_discarded(server: ServerProcess) -> None:
+def test_upload_cut_without_close_notify_never_appears_under_its_name(server: ServerProcess) -> None:
+    """The cut upload is kept for resuming (test_live_resume.py) in its user's hidden partial file only."""
     ftp = connect(server, "fbt_admin")
     name = unique("cut")
     conn = ftp.transfercmd(f"STOR {name}")
     conn.sendall(b"partial data " * 10000)
     conn.shutdown(socket.SHUT_RDWR)  # SSLSocket.shutdown: TCP FIN without TLS close_notify
     conn.close()
-    with pytest.raises(ftplib.error_temp, match=r"^426 .*close_notify"):
+    with pytest.raises(ftplib.error_temp, match=r"^426 .*close_notify; upload kept for resuming"):
         ftp.voidresp()
     assert not (server.setup.shared / name).exists()
-    assert leftovers(server) == []
-    # The session is still usable and a proper upload of the same name works.
+    partial = os.path.basename(partial_path(str(server.setup.shared / name), "fbt_admin"))
+    assert partial in leftovers(server)
+    # The session is still usable and a proper upload of the same name works (and uses up the partial).
     assert stor(ftp, name, b"complete").startswith("226")
+    assert retr(ftp, name) == b"complete"
+    assert partial not in leftovers(server)
     ftp.quit()
 
 
@@ -177,13 +188,15 @@ def test_overwrite_cut_keeps_the_old_file(server: ServerProcess) -> None:
     with pytest.raises(ftplib.error_temp):
         ftp.voidresp()
     assert (server.setup.shared / name).read_bytes() == b"old content"
+    assert stor(ftp, name, b"new content").startswith("226")  # a whole new STOR, not a resume
+    assert (server.setup.shared / name).read_bytes() == b"new content"
     ftp.quit()
 
 
-def wait_for_no_leftovers(srv: ServerProcess) -> list[str]:
+def wait_for_no_leftovers(srv: ServerProcess, expected: set[str] | None = None) -> list[str]:
     """The server handles a disconnect asynchronously: give it a moment, then report what is left."""
     for _ in range(50):
-        if not leftovers(srv):
+        if set(leftovers(srv)) <= (expected or set()):
             break
         time.sleep(0.05)
     return leftovers(srv)
@@ -194,16 +207,17 @@ def test_uploads_queued_without_a_data_connection_leave_nothing(server: ServerPr
     """Each new upload command replaces the one still waiting for its data connection; whatever
     ends the session (or the wait) removes the temporary file of the last one."""
     ftp = connect(server, "fbt_admin")
+    before = set(leftovers(server))  # partial uploads that other tests keep for resuming
     names = [unique("queued"), unique("queued")]
     for name in names:
         assert ftp.sendcmd(f"STOR {name}").startswith("150")
-        assert len(leftovers(server)) == 1  # never two temporary files for one session
+        assert len(set(leftovers(server)) - before) == 1  # never two temporary files for one session
     assert ftp.sendcmd("STOU").startswith("150")
-    assert len(leftovers(server)) == 1
+    assert len(set(leftovers(server)) - before) == 1
     ftp.putcmd(ending)
     ftp.getmultiline()
     ftp.close()
-    assert wait_for_no_leftovers(server) == []
+    assert set(wait_for_no_leftovers(server, before)) - before == set()
     assert not [n for n in names if (server.setup.shared / n).exists()]
 
 
@@ -261,21 +275,6 @@ def test_upload_in_progress_is_invisible(server: ServerProcess) -> None:
     assert retr(other, name) == b"first half second half"
     other.quit()
     uploader.quit()
-
-
-def test_resume_and_append_refused(server: ServerProcess) -> None:
-    ftp = connect(server, "fbt_admin")
-    name = unique("resume")
-    stor(ftp, name, b"0123456789")
-    with pytest.raises(ftplib.error_perm, match=r"^554"):
-        ftp.storbinary(f"STOR {name}", io.BytesIO(b"rest"), rest=5)
-    with pytest.raises(ftplib.error_perm, match=r"^550 APPE is not supported"):
-        ftp.storbinary(f"APPE {name}", io.BytesIO(b"more"))
-    # Download resume is fine.
-    out = io.BytesIO()
-    ftp.retrbinary(f"RETR {name}", out.write, rest=5)
-    assert out.getvalue() == b"56789"
-    ftp.quit()
 
 
 @pytest.fixture

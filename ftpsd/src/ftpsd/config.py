@@ -131,6 +131,7 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "ban_window": checks.positive,
         "ban_duration": checks.positive,
         "login_cache_ttl": checks.non_negative,
+        "partial_upload_ttl": checks.non_negative,
     },
     "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
     "metrics": {"listen_address": checks.ip_address, "port": checks.port_or_zero},

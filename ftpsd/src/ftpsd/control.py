@@ -6,7 +6,7 @@ filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (
 passwords are checked off the event loop with bans (login.PasswordLogin),
 users without list rights see only their own uploads (listing.OwnUploadsListing), a login may set
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
-(PathReplyCodes), uploads are atomic (uploads.AtomicUploadCommands), every transfer is logged
+(PathReplyCodes), uploads are atomic and resumable (uploads.AtomicUploadCommands), every transfer is logged
 (TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
 IPv6 control connections (families.AddressFamilies). Open sessions and refusals at the limits
 (SessionCount), failed handshakes (tls.HandshakeFailureCount) and transfers (TransferLogging) are reported

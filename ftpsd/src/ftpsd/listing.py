@@ -7,7 +7,8 @@ of its folder after uploading it, reports the upload as failed. So such a user g
 files that the same login (user and address) uploaded recently and that are unchanged since
 (ownuploads.RecentUploads), and nothing else: an empty listing for every other folder, for a path
 that does not exist, is a file or lies outside the home. It reveals nothing the client does not know
-already. MLST, STAT with a path, SIZE and MDTM stay refused (550); the data channel rules are unchanged.
+already. MLST, STAT with a path, SIZE and MDTM stay refused (550), except SIZE of the user's own partial
+uploads (uploads.py, permissions.may_resume_own_partial); the data channel rules are unchanged.
 """
 
 from __future__ import annotations

@@ -39,6 +39,27 @@ def can_overwrite(letters: str) -> bool:
     return "w" in letters and "d" in letters
 
 
+def may_resume_own_partial(letters: str) -> bool:
+    """Whether a user may SIZE, APPE to and REST+STOR into its own partial uploads (partials.py).
+
+    Who may see what of a partial upload, the one place for it: a partial belongs to the user whose name
+    it was made under and nobody else's command ever reaches it. Its user needs only "w", the right that
+    made it, not "l": SIZE of a name with this user's partial answers the partial's size (also for
+    upload-only users, to whom SIZE of anything else stays 550), because that is exactly what the client
+    sent and needs to continue. Listings, MLST, STAT, MDTM and other users' SIZE never show it: for them
+    the name is what it was before the upload started (missing, or the complete file it will replace).
+    """
+    return "w" in letters
+
+
+def may_resume_complete_file(letters: str, append: bool) -> bool:
+    """Whether APPE (append) or REST n + STOR may start from a complete file (not a partial upload).
+
+    The result replaces the file, so it needs the overwrite rule; appending also needs "a".
+    """
+    return can_overwrite(letters) and ("a" in letters or not append)
+
+
 def capabilities(spec: str) -> dict[str, bool]:
     """What a profile or letter string lets a user do; ValueError for an unknown profile.
 

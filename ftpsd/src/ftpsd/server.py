@@ -33,6 +33,7 @@ from ftpsd.logincache import LoginCache
 from ftpsd.metrics import Metrics
 from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.ownuploads import RecentUploads
+from ftpsd.partials import sweep, sweep_interval
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
 from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
@@ -136,6 +137,9 @@ class Server:
         keep_kdf_memory_off_the_heap()  # a login flood must not leave workers x 19 MiB resident
         self.offload = Offloader(self.waker, workers=min(4, os.cpu_count() or 1))
         self.login_cache = LoginCache(limits.login_cache_ttl)
+        # Its own worker: walking every home must never hold up a password check.
+        self.sweeper = Offloader(self.waker, workers=1)
+        self._sweeping = False
         # Fresh subclasses so that class-level settings never leak between Server instances.
         self.explicit_cls: type[FtpsControlHandler] = type("ExplicitHandler", (FtpsControlHandler,), {})
         self.implicit_cls: type[FtpsControlHandler] = type(
@@ -211,6 +215,7 @@ class Server:
             cls.metrics = self.metrics
             cls.offload = self.offload
             cls.login_cache = self.login_cache
+            cls.partial_upload_ttl = limits.partial_upload_ttl
             cls.dtp_handler = self.data_cls
             cls.require_session_reuse = config.tls.require_session_reuse
             cls.banner = server.banner
@@ -266,6 +271,21 @@ class Server:
     def _check_certificate_expiry(self) -> None:
         warn_if_due(self.explicit_cls.tls_material)
 
+    def _sweep_partial_uploads(self) -> None:
+        """Remove old partial uploads and leftovers below every home (partials.sweep), off the loop; then
+        schedule the next sweep (its interval follows the ttl of the configuration in force then)."""
+        ttl = self.config.limits.partial_upload_ttl
+        if not self._sweeping:
+            self._sweeping = True
+            homes = tuple(user.home for user in self.config.users)
+            self.sweeper.run(sweep, (homes, ttl), self._swept)
+        self.ioloop.call_later(sweep_interval(ttl), self._sweep_partial_uploads)
+
+    def _swept(self, result: object) -> None:
+        self._sweeping = False
+        if isinstance(result, BaseException):
+            logger.error("sweep of partial uploads failed: %s", result)
+
     def shutdown(self) -> None:
         """Stop listening and drop all sessions; the loop then ends because nothing is left in it."""
         systemd.notify("STOPPING=1", "STATUS=Shutting down")
@@ -275,6 +295,7 @@ class Server:
     def close(self) -> None:
         self.metrics.close()
         self.offload.shutdown()
+        self.sweeper.shutdown()
         self.ioloop.close()
         if self._transfer_log is not None:
             self._transfer_log.close()
@@ -286,5 +307,6 @@ class Server:
         logger.info("TLS key exchange groups offered: %s", offered_groups(self.config.tls.groups))
         self._check_certificate_expiry()
         self.ioloop.call_every(CHECK_INTERVAL, self._check_certificate_expiry)
+        self._sweep_partial_uploads()
         self.ioloop.loop()
         logger.info("ftpsd stopped")

@@ -66,6 +66,8 @@ class LimitSettings:
     # Seconds a successful password check is remembered so repeat logins skip the KDF (logincache.py);
     # 0 turns the cache off.
     login_cache_ttl: int = 600
+    # Seconds an interrupted upload is kept for resuming (partials.py); 0 discards it, as before resuming.
+    partial_upload_ttl: int = 86400
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,33 @@
-"""Atomic uploads, the whole feature: the file object and both channel sides of an upload.
+"""Atomic, resumable uploads, the whole feature: the file object and both channel sides of an upload.
 
-An upload is written to a hidden temporary file (``filesystem.UPLOAD_PREFIX``) and renamed to its final
-name only when the client ended the data connection with a TLS close_notify; every other ending
-(error, timeout, ABOR, REIN, disconnect, full disk) removes the temporary file. APPE and REST+STOR
-are refused because they would write into a visible file.
+An upload is written to a hidden file (``filesystem.UPLOAD_PREFIX``) and renamed to its final name only
+when the client ended the data connection with a TLS close_notify. The hidden file is the user's partial
+upload of that name (partials.py), which every other ending (error-free interruption: no close_notify,
+timeout, ABOR, REIN, disconnect) keeps for resuming with APPE or REST+STOR, and which a failed write
+(full disk, I/O error) removes. STOU, and every upload while ``partial_upload_ttl`` is 0, use a random
+temporary file that every ending but the commit removes; APPE and REST+STOR are then refused.
+Who may resume and see what of a partial is decided in permissions.py.
 
 Three pieces, one per place pyftpdlib gives us:
 
 * ``AtomicUpload``, the file object the data channel writes into;
-* ``AtomicUploadDTP``, the data-channel side: fast reads, and commit or discard at close;
-* ``AtomicUploadCommands``, the control-channel side: STOR, STOU, ABOR, REIN and the transfer that
-  waits for its data connection.
+* ``AtomicUploadDTP``, the data-channel side: fast reads, and commit, keep or discard at close;
+* ``AtomicUploadCommands``, the control-channel side: STOR, APPE, REST+STOR, SIZE of one's own partial,
+  STOU, ABOR, REIN and the transfer that waits for its data connection.
 
-The MRO rule the data-channel side depends on: ``AtomicUploadDTP`` must sit *below* pyftpdlib's
-``SSLConnectionMixin`` and above ``DTPHandler`` (``class FtpsDataHandler(TLS_DTPHandler,
-AtomicUploadDTP)``). The mixin reacts to a TLS EOF by calling ``super().handle_close()`` and hands
-reads to ``super().handle_read_event()`` once the handshake is done, so overrides placed above it
-would be skipped. Its ``handle_error`` on the other hand closes the connection without calling
-``super()``, so a failed write is answered by ``discard_failed_write``, called from the data
-handler's own ``handle_error`` above the mixin. ``AtomicUploadCommands`` comes before
-``TLS_FTPHandler``, whose ``ftp_ABOR`` and ``flush_account`` it extends.
+The MRO rules these depend on:
+
+* ``AtomicUploadDTP`` must sit *below* pyftpdlib's ``SSLConnectionMixin`` and above ``DTPHandler``
+  (``class FtpsDataHandler(TLS_DTPHandler, AtomicUploadDTP)``). The mixin reacts to a TLS EOF by calling
+  ``super().handle_close()`` and hands reads to ``super().handle_read_event()`` once the handshake is
+  done, so overrides placed above it would be skipped. Its ``handle_error`` on the other hand closes the
+  connection without calling ``super()``, so a failed write is answered by ``discard_failed_write``,
+  called from the data handler's own ``handle_error`` above the mixin.
+* ``AtomicUploadCommands`` comes before ``TLS_FTPHandler``, whose ``ftp_STOR``, ``ftp_SIZE``,
+  ``ftp_ABOR``, ``flush_account`` and ``pre_process_command`` it extends (pyftpdlib's ``ftp_APPE`` calls
+  ``self.ftp_STOR``, so APPE reaches ours), and whose ``proto_cmds`` it replaces with a copy in which
+  APPE needs "w" instead of "a". No mixin before it in the bases may define ``proto_cmds``; those that
+  extend ``pre_process_command`` (listing.py, ownuploads.py) must pass SIZE on to ``super()``.
 """
 
 from __future__ import annotations
@@ -29,15 +37,18 @@ import errno
 import logging
 import os
 import secrets
+import stat
+from typing import Any, ClassVar
 
 from OpenSSL import SSL
 from pyftpdlib.exceptions import _FileReadWriteError
-from pyftpdlib.handlers import DTPHandler
+from pyftpdlib.handlers import DTPHandler, TLS_FTPHandler
 from pyftpdlib.log import logger as ftp_logger
 from pyftpdlib.utils import strerror
 
 from ftpsd.filesystem import OPEN_NOFOLLOW, UPLOAD_PREFIX
-from ftpsd.permissions import can_overwrite
+from ftpsd.partials import TEMP_SUFFIX, PartialBusy, lock, open_partial, partial_size
+from ftpsd.permissions import can_overwrite, may_resume_complete_file, may_resume_own_partial
 from ftpsd.tls import read_available
 
 logger = logging.getLogger("ftpsd")
@@ -50,28 +61,46 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class AtomicUpload:
-    """The file object of an upload: data goes to a hidden temp file, renamed into place on commit.
+    """The file object of an upload: data goes to a hidden file, renamed into place on commit.
 
-    ``name`` is the final path (pyftpdlib logs it). Closing without commit() removes the temp file,
-    so every failure path of the data channel (error, timeout, ABOR, disconnect) cleans up.
+    ``name`` is the final path (pyftpdlib logs it). The hidden file is either a random temporary file
+    (``fresh``: STOU, and every upload with ``partial_upload_ttl = 0``), removed by close() without
+    commit(), or the user's resumable partial upload (``keep=True``, opened by
+    ``AtomicUploadCommands._resumable_upload``), which close() without commit() keeps for resuming unless
+    ``discard()`` was called (write errors) or it is empty. Either is locked
+    (partials.lock) until closed, so the sweep never removes a file in use.
     With ``replace=False`` the final name is created with link(2), which fails if the name exists,
     so a concurrent upload can never be overwritten (no check-then-rename race).
     """
 
-    def __init__(self, final_path: str, replace: bool) -> None:
+    def __init__(  # noqa: PLR0917 - a file object built in two places only
+        self, final_path: str, replace: bool, temp_path: str, fd: int, keep: bool, offset: int
+    ) -> None:
         self.name = final_path
         self.replace = replace
+        self.temp_path = temp_path
+        self.keep = keep
+        self.offset = offset  # where this upload's data starts in the hidden file
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        if offset:
+            self._file.seek(offset)
+        self._committed = False
+        self._discard = False
+
+    @classmethod
+    def fresh(cls, final_path: str, replace: bool) -> AtomicUpload:
+        """A new upload into a random temporary file, never kept when interrupted."""
         directory = os.path.dirname(final_path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_NOFOLLOW
         while True:
-            self.temp_path = os.path.join(directory, f"{UPLOAD_PREFIX}{secrets.token_hex(8)}.part")
+            temp_path = os.path.join(directory, f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
             try:
-                fd = os.open(self.temp_path, flags, 0o666)
+                fd = os.open(temp_path, flags, 0o666)
             except FileExistsError:
                 continue
             break
-        self._file = os.fdopen(fd, "wb", buffering=0)
-        self._committed = False
+        lock(fd)  # a fresh file: nobody else can hold it
+        return cls(final_path, replace, temp_path, fd, keep=False, offset=0)
 
     @property
     def closed(self) -> bool:
@@ -84,25 +113,100 @@ class AtomicUpload:
         while data:
             data = data[self._file.write(data) or 0 :]
 
+    def discard(self) -> None:
+        """Remove the hidden file at close even if it is a resumable partial (its content is in doubt)."""
+        self._discard = True
+
     def commit(self) -> None:
         """Publish the upload under its final name; raises FileExistsError if that is not allowed."""
-        self._file.close()
         try:
+            if self.keep:
+                # Bytes beyond what this upload wrote are left over from before a REST into the partial.
+                os.ftruncate(self._file.fileno(), self._file.tell())
+            # Still holding the lock: no other session can open the partial between rename and close.
             if self.replace:
                 os.replace(self.temp_path, self.name)
             else:
                 os.link(self.temp_path, self.name)
                 os.unlink(self.temp_path)
         except OSError:
+            self.discard()
             self.close()
             raise
         self._committed = True
+        self._file.close()
 
     def close(self) -> None:
-        self._file.close()
-        if not self._committed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp_path)
+        if self._file.closed:
+            return
+        try:
+            if not self._committed:
+                if self.keep and not self._discard:
+                    self._keep_for_resuming()
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.temp_path)
+        finally:
+            self._file.close()  # releases the lock
+
+    def _keep_for_resuming(self) -> None:
+        """Cut the partial after what this upload wrote (a resumed one with nothing written stays as it
+        was); an empty one has nothing to resume and goes."""
+        fd = self._file.fileno()
+        try:
+            position = self._file.tell()
+            if position != self.offset:
+                os.ftruncate(fd, position)
+            if os.fstat(fd).st_size == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.temp_path)
+        except OSError as err:
+            logger.warning("cannot keep partial upload %s of %s: %s", self.temp_path, self.name, err)
+
+
+class RestBeyondEnd(Exception):
+    """REST n names an offset past the data there is to resume from (554)."""
+
+    def __init__(self, offset: int, size: int, what: str) -> None:
+        super().__init__(
+            f"554 Requested action not taken: REST position {offset} is beyond the end of the {what} "
+            f"({size} bytes); nothing was changed."
+        )
+
+
+def _copy_into(fd: int, source_path: str, length: int | None) -> int:
+    """Copy the first length bytes (None: all) of the complete file source_path into fd; return the count.
+
+    copy_file_range lets the kernel (or the file system, as a reflink) do it; the read/write loop is the
+    fallback for file systems that refuse it.
+    """
+    source = os.open(source_path, os.O_RDONLY | OPEN_NOFOLLOW)
+    try:
+        info = os.fstat(source)
+        if not stat.S_ISREG(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Not a regular file")
+        wanted = info.st_size if length is None else length
+        if wanted > info.st_size:
+            raise RestBeyondEnd(wanted, info.st_size, "file")
+        os.ftruncate(fd, 0)
+        copied = 0
+        try:
+            while copied < wanted:
+                step = os.copy_file_range(source, fd, wanted - copied, copied, copied)
+                if not step:
+                    break
+                copied += step
+        except OSError as err:
+            if err.errno not in {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}:
+                raise
+            while copied < wanted:
+                chunk = os.pread(source, min(UPLOAD_BUFFER_SIZE, wanted - copied), copied)
+                if not chunk:
+                    break
+                copied += os.pwrite(fd, chunk, copied)
+        return copied
+    finally:
+        os.close(source)
 
 
 def _errno_of(error: OSError) -> int | None:
@@ -157,7 +261,8 @@ class AtomicUploadDTP(DTPHandler):
             if not _close_notify_received(self.socket):
                 # Like vsftpd's strict_ssl_read_eof: without close_notify we cannot tell a complete
                 # upload from one truncated by an attacker or a broken network.
-                self._fail("426 Data connection closed without TLS close_notify; upload discarded.")
+                fate = "kept for resuming" if upload.keep else "discarded"
+                self._fail(f"426 Data connection closed without TLS close_notify; upload {fate}.")
                 return
             try:
                 upload.commit()
@@ -173,13 +278,15 @@ class AtomicUploadDTP(DTPHandler):
         """A failed write (disk full, quota, I/O error) is answered on the control channel.
 
         Without this, pyftpdlib's TLS mixin would close the data connection without any reply,
-        leaving the client waiting until it times out. close() removes the temporary file.
+        leaving the client waiting until it times out. close() removes the hidden file, also a
+        resumable partial upload.
         """
         number = _errno_of(error)
         reason = os.strerror(number) if number else "write error"
         code = 452 if number in _NO_SPACE else 451
         logger.warning("upload of %s failed: %s", self.file_obj.name, reason)
         self._error = True  # no TLS shutdown exchange: the client may still be sending
+        self.file_obj.discard()  # also a resumable partial: what reached the disk is in doubt
         self._fail(f"{code} {reason}; upload discarded.")
 
     def _fail(self, reply: str) -> None:
@@ -189,31 +296,130 @@ class AtomicUploadDTP(DTPHandler):
 
 
 class AtomicUploadCommands:
-    """Control-channel side: STOR and STOU start atomic uploads; ABOR and REIN drop queued ones.
+    """Control-channel side: STOR, APPE, REST+STOR and STOU start atomic uploads; SIZE tells a user the
+    size of its own partial upload; ABOR and REIN drop queued uploads.
 
-    A mixin for the control handler (before TLS_FTPHandler in its bases).
+    A mixin for the control handler (before TLS_FTPHandler in its bases). With ``partial_upload_ttl``
+    (set by server.py) 0, nothing is resumable: APPE and REST+STOR are refused as before resuming existed.
     """
 
+    partial_upload_ttl: int = 0
+    # APPE needs only "w" to reach ftp_STOR, which decides: appending to one's own partial upload or
+    # starting a new file is a store; appending to a complete file needs "a" too (permissions.py).
+    proto_cmds: ClassVar[dict[str, dict[str, Any]]] = {
+        **TLS_FTPHandler.proto_cmds,
+        "APPE": {**TLS_FTPHandler.proto_cmds["APPE"], "perm": "w"},
+    }
+
+    def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        """SIZE of a name with this user's partial upload, also for users without "l" (upload-only)."""
+        if cmd == "SIZE" and self.authenticated and arg and not self.authorizer.has_perm(self.username, "l"):
+            path = self.fs.ftp2fs(arg)
+            if self._own_partial_size(path) is not None:
+                # pyftpdlib's permission check would refuse it; anything else stays refused there.
+                self.logline(f"<- {line}")
+                self.process_command(cmd, path)
+                return
+        super().pre_process_command(line, cmd, arg)
+
+    def ftp_SIZE(self, path: str) -> str | None:
+        size = self._own_partial_size(path) if self._current_type != "a" else None
+        if size is None:
+            return super().ftp_SIZE(path)
+        self.respond(f"213 {size}")
+        return path
+
+    def _own_partial_size(self, path: str) -> int | None:
+        """The size of this user's partial upload of path, for its own SIZE only (permissions.py)."""
+        if not (
+            self.partial_upload_ttl
+            and may_resume_own_partial(self.authorizer.get_perms(self.username))
+            and self.fs.validpath(path)
+        ):
+            return None
+        return partial_size(path, self.username)
+
     def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
-        """Atomic STOR; APPE and REST+STOR are refused because they would expose partial files."""
-        if "a" in mode:
-            self.respond("550 APPE is not supported (uploads are atomic); send the whole file with STOR.")
-            return None
-        if self._restart_position:
-            self._restart_position = 0
-            self.respond("554 Resuming uploads is not supported (uploads are atomic); send the whole file.")
-            return None
-        if self.fs.isdir(file):
-            self.respond("550 Is a directory.")
-            return None
+        """Atomic STOR; with partial_upload_ttl, APPE and REST+STOR continue an interrupted upload."""
+        append = "a" in mode
+        offset = self._restart_position
+        self._restart_position = 0
         replace = can_overwrite(self.authorizer.get_perms(self.username))
-        if not replace and self.fs.lexists(file):
-            self.respond("550 File exists; overwriting is not permitted.")
+        refusal = self._refusal(file, append, offset, replace)
+        if refusal:
+            self.respond(refusal)
             return None
-        return self._start_upload(file, replace, "STOR", "File status okay.")
+        cmd = "APPE" if append else "STOR"
+        if not self.partial_upload_ttl:
+            return self._start_upload(file, replace, cmd, "File status okay.")
+        upload = None
+        try:
+            upload = self._resumable_upload(file, replace, append, offset)
+        except PartialBusy:
+            refusal = "450 Upload of this file is already in progress; try again later."
+        except RestBeyondEnd as beyond:
+            refusal = str(beyond)
+        except OSError as err:
+            refusal = f"550 {strerror(err)}."
+        if refusal or upload is None:
+            if refusal:
+                self.respond(refusal)
+            return None
+        return self._start_upload(file, replace, cmd, "File status okay.", upload)
+
+    def _refusal(self, file: str, append: bool, offset: int, replace: bool) -> str | None:
+        """The reply refusing an upload before any file is touched, or None."""
+        if not self.partial_upload_ttl and append:
+            return "550 APPE is not supported (uploads are atomic); send the whole file with STOR."
+        if not self.partial_upload_ttl and offset:
+            return "554 Resuming uploads is not supported (uploads are atomic); send the whole file."
+        if self.fs.isdir(file):
+            return "550 Is a directory."
+        if not replace and self.fs.lexists(file):
+            return "550 File exists; overwriting is not permitted."
+        return None
+
+    def _resumable_upload(self, file: str, replace: bool, append: bool, offset: int) -> AtomicUpload | None:
+        """The upload into this user's partial of file, positioned where the command continues.
+
+        This user's partial (if any) comes first; without one, APPE and REST n > 0 start from the complete
+        file only for users who may replace it (permissions.may_resume_complete_file). None: refused and
+        answered. Raises PartialBusy, RestBeyondEnd (nothing changed) or OSError.
+        """
+        path, fd, existed = open_partial(file, self.username)
+        try:
+            if existed:
+                size = os.fstat(fd).st_size
+                if append:
+                    offset = size
+                elif offset > size:
+                    raise RestBeyondEnd(offset, size, "partial upload")
+            elif append or offset:
+                if self.fs.lexists(file):
+                    if not may_resume_complete_file(self.authorizer.get_perms(self.username), append):
+                        self.respond("550 Not enough privileges.")
+                        self._drop_new_partial(path, fd)
+                        return None
+                    offset = _copy_into(fd, file, None if append else offset)
+                elif offset:
+                    raise RestBeyondEnd(offset, 0, "upload (there is nothing to resume)")
+        except BaseException:
+            if existed:
+                os.close(fd)
+            else:
+                self._drop_new_partial(path, fd)
+            raise
+        return AtomicUpload(file, replace, path, fd, keep=True, offset=offset)
+
+    @staticmethod
+    def _drop_new_partial(path: str, fd: int) -> None:
+        """A partial created for a command that was then refused: remove it again (still locked)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
     def ftp_STOU(self, line: str) -> str | None:
-        """STOU with a random name, stored atomically and never replacing anything."""
+        """STOU with a random name, stored atomically and never replacing anything (never resumable)."""
         if self._restart_position:
             self.respond("450 Can't STOU while REST request is pending.")
             return None
@@ -240,12 +446,13 @@ class AtomicUploadCommands:
 
     def flush_account(self) -> None:
         """REIN: pyftpdlib forgets queued transfers without closing them, which would leave an
-        upload's temporary file behind."""
+        upload's temporary file behind (and a partial upload locked)."""
         self._drop_queued_transfers()
         super().flush_account()
 
     def _drop_queued_transfers(self) -> None:
-        """Close what waits for a data connection; an AtomicUpload removes its temporary file."""
+        """Close what waits for a data connection; an AtomicUpload removes its temporary file (a partial
+        upload stays as it was: no data was written)."""
         if self._in_dtp_queue is not None:
             self._in_dtp_queue[0].close()
             self._in_dtp_queue = None
@@ -255,12 +462,15 @@ class AtomicUploadCommands:
                 file.close()
             self._out_dtp_queue = None
 
-    def _start_upload(self, path: str, replace: bool, cmd: str, text: str) -> str | None:
-        try:
-            upload = AtomicUpload(path, replace)
-        except OSError as err:
-            self.respond(f"550 {strerror(err)}.")
-            return None
+    def _start_upload(
+        self, path: str, replace: bool, cmd: str, text: str, upload: AtomicUpload | None = None
+    ) -> str | None:
+        if upload is None:
+            try:
+                upload = AtomicUpload.fresh(path, replace)
+            except OSError as err:
+                self.respond(f"550 {strerror(err)}.")
+                return None
         if self.data_channel is not None:
             self.respond(f"125 {text}")
             self.data_channel.file_obj = upload
