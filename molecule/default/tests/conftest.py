@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
+from ansible.module_utils.common.text.formatters import human_to_bytes
 from ftpsd.client import FTPS
 
 CONNECT_TIMEOUT = 3
@@ -26,6 +27,7 @@ class User:
     permissions: str
     present: bool
     allowed_networks: tuple[str, ...] = ()  # empty: from anywhere
+    download_rate: int = 0  # bytes per second, 0: no limit of its own
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Deployment:
     data_root: str
     firewall_backend: str
     users: dict[str, User]
+    quotas: dict[str, dict[str, int]]  # by path: {max_bytes, max_files}, as the role writes them
 
     def user(self, permissions: str, home_suffix: str = "/shared") -> User:
         """The first present user with this permission profile (and a home ending so)."""
@@ -61,6 +64,7 @@ _INVENTORY_FIELDS = {
     "masquerade": "ftps_server_masquerade_address | default('')",
     # Lab hosts are Debian, where the role's "auto" means nftables.
     "firewall_backend": "firewall_backend | default('auto') | replace('auto', 'nftables')",
+    "quotas": "ftps_server_quotas | default([])",
     "address": "ansible_host",
     "key": "ansible_ssh_private_key_file | default(ansible_private_key_file)",
     "user": "ansible_user",
@@ -83,6 +87,7 @@ def deployment(host) -> Deployment:
             permissions=u.get("permissions", ""),
             present=u.get("state", "present") == "present",
             allowed_networks=tuple(u.get("allowed_networks", ())),
+            download_rate=int(human_to_bytes(u.get("download_rate") or 0)),
         )
         for u in data["users"]
     }
@@ -103,6 +108,13 @@ def deployment(host) -> Deployment:
         data_root=data["data_root"],
         firewall_backend=data["firewall_backend"],
         users=users,
+        quotas={
+            q["path"].rstrip("/"): {
+                "max_bytes": int(human_to_bytes(q.get("max_bytes") or 0)),
+                "max_files": int(q.get("max_files") or 0),
+            }
+            for q in data["quotas"]
+        },
     )
 
 
