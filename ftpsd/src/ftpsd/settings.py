@@ -66,6 +66,9 @@ class LimitSettings:
     # Seconds a successful password check is remembered so repeat logins skip the KDF (logincache.py);
     # 0 turns the cache off.
     login_cache_ttl: int = 600
+    # Bytes per second for all uploads / all downloads of the server together (throttle.py); 0 = no limit.
+    upload_rate: int = 0
+    download_rate: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class User:
     profile: str  # as written in the config, for messages
     # Where this user may log in from (authorizer.admits); empty = anywhere.
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Bytes per second for all of this user's uploads / downloads together, in all its sessions
+    # (throttle.py); 0 = no limit of its own (the server's still applies).
+    upload_rate: int = 0
+    download_rate: int = 0
 
 
 @dataclass(frozen=True)

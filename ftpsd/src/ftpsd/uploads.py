@@ -123,6 +123,8 @@ class AtomicUploadDTP(DTPHandler):
     """
 
     _upload_buffer: memoryview | None = None
+    # Set by throttle.ThrottledTransfer for one read when a bandwidth limit applies: read at most this much.
+    read_limit = 0
 
     def handle_read_event(self) -> None:
         """Binary uploads: drain all complete TLS records into one reusable buffer, one write().
@@ -141,7 +143,10 @@ class AtomicUploadDTP(DTPHandler):
             return
         if self._upload_buffer is None:
             self._upload_buffer = memoryview(bytearray(UPLOAD_BUFFER_SIZE))
-        filled, peer_closed = read_available(self.socket, self._upload_buffer)
+        buffer = self._upload_buffer
+        if self.read_limit:
+            buffer = buffer[: self.read_limit]
+        filled, peer_closed = read_available(self.socket, buffer)
         if filled:
             self.tot_bytes_received += filled
             try:
