@@ -40,8 +40,10 @@ MIN_CHUNK = 16384
 # A bucket saves at most this many seconds of its rate (and at least MIN_CHUNK): the most a limit can be
 # exceeded by over any interval.
 BURST_SECONDS = 0.1
-# Throttled downloads read the file in smaller pieces: asynchat copies what a partial send leaves over.
-THROTTLED_READ_SIZE = 65536
+# Throttled transfers move data in smaller pieces: they last longer, so more of them run at once, and each
+# piece is only what the tokens allow anyway. Downloads read the file in such pieces (asynchat copies what
+# a partial send leaves over), uploads read the socket into a buffer of this size instead of 1 MiB.
+THROTTLED_CHUNK = 65536
 # A wait a little longer than computed, so the tokens are really there when the loop calls back.
 _SLACK = 0.001
 _UNLIMITED = 1 << 62
@@ -184,8 +186,9 @@ class ThrottledTransfer:
     A mixin for the data handler placed like uploads.AtomicUploadDTP, below pyftpdlib's
     SSLConnectionMixin (which hands reads, closes after the TLS shutdown and errors to ``super()``) and
     above AtomicUploadDTP (``class FtpsDataHandler(TLS_DTPHandler, ThrottledTransfer, AtomicUploadDTP)``).
-    Uploads are limited through ``read_limit``, which AtomicUploadDTP honours for one read; downloads by
-    ``ac_out_buffer_size``, which asynchat uses to cut what it hands to ``send()``.
+    Uploads are limited through ``read_limit``, which AtomicUploadDTP honours for one read (and
+    ``upload_buffer_size``); downloads by ``ac_out_buffer_size``, which asynchat uses to cut what it hands
+    to ``send()``.
     """
 
     bandwidth: ClassVar[BandwidthLimits]  # set by server.Server._apply
@@ -194,13 +197,15 @@ class ThrottledTransfer:
     def enable_receiving(self, type: str, cmd: str) -> None:
         if self.file_obj is not None:
             self.throttle = self.bandwidth.gate(self.cmd_channel.username, UPLOAD)
+            if self.throttle is not None:
+                self.upload_buffer_size = THROTTLED_CHUNK
         super().enable_receiving(type, cmd)
 
     def push_with_producer(self, producer: Any) -> None:  # noqa: ANN401 - pyftpdlib producer
         if isinstance(producer, FileProducer):
             self.throttle = self.bandwidth.gate(self.cmd_channel.username, DOWNLOAD)
             if self.throttle is not None:
-                producer.buffer_size = min(producer.buffer_size, THROTTLED_READ_SIZE)
+                producer.buffer_size = min(producer.buffer_size, THROTTLED_CHUNK)
         super().push_with_producer(producer)
 
     def handle_read_event(self) -> None:

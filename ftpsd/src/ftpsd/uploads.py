@@ -123,7 +123,9 @@ class AtomicUploadDTP(DTPHandler):
     """
 
     _upload_buffer: memoryview | None = None
-    # Set by throttle.ThrottledTransfer for one read when a bandwidth limit applies: read at most this much.
+    # Both set by throttle.ThrottledTransfer for an upload under a bandwidth limit: a smaller buffer, and
+    # for one read at most this much.
+    upload_buffer_size = UPLOAD_BUFFER_SIZE
     read_limit = 0
 
     def handle_read_event(self) -> None:
@@ -142,7 +144,7 @@ class AtomicUploadDTP(DTPHandler):
             super().handle_read_event()
             return
         if self._upload_buffer is None:
-            self._upload_buffer = memoryview(bytearray(UPLOAD_BUFFER_SIZE))
+            self._upload_buffer = memoryview(bytearray(self.upload_buffer_size))
         buffer = self._upload_buffer
         if self.read_limit:
             buffer = buffer[: self.read_limit]
