@@ -37,11 +37,13 @@ def start(tmp_path: Path, user_keys: dict[str, dict[str, int]] | None = None, **
 
 @pytest.fixture
 def started() -> Iterator[Servers]:
-    """Servers a test starts, stopped afterwards."""
+    """Servers a test starts, stopped afterwards; none may have logged an unhandled error."""
     servers: list[ServerProcess] = []
     yield servers
     for srv in servers:
         srv.stop()
+    for srv in servers:
+        assert "Traceback" not in srv.log(), srv.log()
 
 
 def shared_file(srv: ServerProcess, name: str, size: int) -> str:
@@ -254,3 +256,30 @@ def test_reload_sets_a_limit_for_new_transfers(started: Servers, tmp_path: Path)
     assert got.returncode == 0, got.stderr
     assert sha256_of(tmp_path / "back.bin") == digest
     assert elapsed >= 0.8 * size / rate
+
+
+def test_abor_ends_held_back_transfers_at_once(started: Servers, tmp_path: Path) -> None:
+    """At 16 KiB/s both transfers spend nearly all their time off the loop; ABOR still ends them."""
+    keys = {"fbt_admin": {"download_rate": 16 * KIB, "upload_rate": 16 * KIB}}
+    started.append(srv := start(tmp_path, user_keys=keys))
+    shared_file(srv, "big.bin", 1024 * KIB)
+    ftp = connect(srv, "fbt_admin")
+    down = ftp.transfercmd("RETR big.bin")
+    down.recv(16 * KIB)
+    began = time.monotonic()
+    ftp.putcmd("ABOR")
+    assert ftp.getmultiline().startswith("426")
+    assert ftp.getmultiline().startswith("226")
+    assert time.monotonic() - began < 2
+    down.close()
+    up = ftp.transfercmd("STOR cut.bin")
+    up.sendall(os.urandom(256 * KIB))  # the kernel's buffers take it; the server reads 16 KiB a second
+    began = time.monotonic()
+    ftp.putcmd("ABOR")
+    replies = [ftp.getmultiline(), ftp.getmultiline()]
+    assert replies[-1].startswith("226"), replies
+    assert time.monotonic() - began < 2
+    up.close()
+    assert ftp.voidcmd("NOOP").startswith("200")
+    ftp.quit()
+    assert sorted(p.name for p in srv.setup.shared.iterdir()) == ["big.bin"]  # no temporary file left

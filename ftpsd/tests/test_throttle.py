@@ -142,3 +142,11 @@ def test_greedy_transfers_never_exceed_rate_times_time_plus_one_burst(seed: int)
                 moved += count
             assert moved <= burst_of(rate) + rate * (clock.now - start) + 1e-6
     assert moved >= rate * (clock.now - start) * 0.8  # and the limit is not much below its rate either
+
+
+def test_describe_names_the_limits_in_force() -> None:
+    limits = BandwidthLimits(Clock())
+    limits.configure(0, 1_000_000, [user("a", upload_rate=1), user("b", download_rate=1), user("c")])
+    assert limits.describe() == (
+        "server-wide uploads unlimited, downloads 1000000 (bytes/s); 2 users with limits of their own"
+    )

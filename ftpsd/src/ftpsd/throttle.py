@@ -121,6 +121,12 @@ class BandwidthLimits:
         for key, bucket in self._user_buckets.items():
             bucket.set_rate(self._user_rates.get(key, 0))
 
+    def describe(self) -> str:
+        """The limits in force, for the log at start and reload."""
+        rates = [f"{d}s {self._server[d].rate or 'unlimited'}" for d in (UPLOAD, DOWNLOAD)]
+        users = len({name for name, _ in self._user_rates})
+        return f"server-wide {', '.join(rates)} (bytes/s); {users} users with limits of their own"
+
     def gate(self, user: str, direction: str) -> TransferGate | None:
         """The gate of a transfer starting now, or None if no limit applies to it."""
         key = (user, direction)
