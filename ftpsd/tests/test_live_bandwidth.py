@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, connect, new_setup
+from conftest import ServerProcess, connect, free_port, new_setup
 from test_clients import lftp, run, url
+from test_live_metrics import eventually, value
 
 pytestmark = pytest.mark.live
 
@@ -283,3 +284,21 @@ def test_abor_ends_held_back_transfers_at_once(started: Servers, tmp_path: Path)
     assert ftp.voidcmd("NOOP").startswith("200")
     ftp.quit()
     assert sorted(p.name for p in srv.setup.shared.iterdir()) == ["big.bin"]  # no temporary file left
+
+
+def test_metrics_show_the_limits_and_the_time_held_back(started: Servers, tmp_path: Path) -> None:
+    setup = new_setup(tmp_path / "srv", download_rate=128 * KIB)
+    setup.metrics_port = free_port()
+    setup.write()
+    started.append(srv := ServerProcess(setup))
+    shared_file(srv, "big.bin", 512 * KIB)
+    got, elapsed = timed(curl_get(srv, "reader", "big.bin", tmp_path / "back.bin"))
+    assert got.returncode == 0, got.stderr
+    done = {"direction": "download", "result": "ok"}
+    after = eventually(srv, lambda s: value(s, "ftpsd_transfers_total", **done) == 1)
+    assert value(after, "ftpsd_bandwidth_limit_bytes_per_second", direction="download") == 128 * KIB
+    assert value(after, "ftpsd_bandwidth_limit_bytes_per_second", direction="upload") == 0
+    # About 4 s at the limit, nearly all of it waiting for tokens (lower bound only; never above the total).
+    held = value(after, "ftpsd_transfer_held_back_seconds_total", direction="download")
+    assert 0.5 * 512 / 128 <= held <= elapsed
+    assert value(after, "ftpsd_transfer_held_back_seconds_total", direction="upload") == 0

@@ -224,6 +224,7 @@ class Server:
         self.data_cls.metrics = self.metrics
         self.data_cls.bandwidth = self.bandwidth
         self.bandwidth.configure(limits.upload_rate, limits.download_rate, config.users)
+        self.metrics.bandwidth_limits(limits.upload_rate, limits.download_rate)
         logger.info("bandwidth limits: %s", self.bandwidth.describe())
         self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
         self.login_cache.configure(limits.login_cache_ttl)

@@ -14,8 +14,9 @@ Only file transfers (RETR, STOR, STOU) are limited; listings are not. A transfer
 (``TransferGate``) when it starts if a limit applies to it (its user's rate or the server's for its
 direction); one without a limit has no gate and runs exactly as without this module (one attribute check
 per read or write). A reload changes the rates of the buckets in place, so transfers that have a gate
-follow new limits at once (also a limit raised to 0, "none"); a transfer that started without any limit
-keeps running unlimited, and new transfers get the new limits.
+follow new limits at once (also a limit lifted, set to 0); a transfer that started without any limit
+keeps running unlimited, and new transfers get the new limits. The time transfers spend held back is
+counted for the metrics (``ftpsd_transfer_held_back_seconds``).
 
 Memory stays bounded: the two server buckets always exist, a user's bucket for a direction exists only
 while at least one gate uses it.
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyftpdlib.handlers.ftp.producers import FileProducer
 
 if TYPE_CHECKING:
+    from ftpsd.metrics import Metrics
     from ftpsd.settings import User
 
 UPLOAD = "upload"
@@ -153,7 +155,7 @@ class BandwidthLimits:
 class TransferGate:
     """One transfer's view of its two buckets, and whether it is being held back."""
 
-    __slots__ = ("_key", "_limits", "buckets", "held", "held_since_check", "timer")
+    __slots__ = ("_key", "_limits", "buckets", "held", "held_at", "held_since_check", "timer")
 
     def __init__(
         self, limits: BandwidthLimits, key: tuple[str, str], server: TokenBucket, user: TokenBucket
@@ -162,8 +164,25 @@ class TransferGate:
         self._key = key
         self.buckets = (server, user)
         self.held = False  # off the loop now, waiting for tokens
+        self.held_at = 0.0
         self.held_since_check = False  # held back since the data timeout last looked
         self.timer: Any = None  # the loop's call that puts the connection back
+
+    @property
+    def direction(self) -> str:
+        return self._key[1]
+
+    def hold(self) -> None:
+        if not self.held:
+            self.held, self.held_at = True, self.buckets[0].clock()
+        self.held_since_check = True
+
+    def let_go(self) -> float:
+        """No longer held back; returns for how many seconds it was (0 if it was not)."""
+        if not self.held:
+            return 0.0
+        self.held = False
+        return self.buckets[0].clock() - self.held_at
 
     def allowance(self) -> int:
         """Bytes the transfer may move now; 0 if it must wait for at least MIN_CHUNK tokens."""
@@ -177,13 +196,13 @@ class TransferGate:
         for bucket in self.buckets:
             bucket.spend(count)
 
-    def release(self) -> None:
-        """The transfer ended: stop any pending call back and let go of the user's bucket."""
+    def release(self) -> float:
+        """The transfer ended: stop any pending call back, let go of the user's bucket; returns let_go()."""
         if self.timer is not None and not self.timer.cancelled:
             self.timer.cancel()
         self.timer = None
-        self.held = False
         self._limits._release(self._key, self.buckets[1])
+        return self.let_go()
 
 
 class ThrottledTransfer:
@@ -198,6 +217,7 @@ class ThrottledTransfer:
     """
 
     bandwidth: ClassVar[BandwidthLimits]  # set by server.Server._apply
+    metrics: Metrics  # likewise
     throttle: TransferGate | None = None
 
     def enable_receiving(self, type: str, cmd: str) -> None:
@@ -267,11 +287,11 @@ class ThrottledTransfer:
         gate = self.throttle
         if gate is not None:
             self.throttle = None
-            gate.release()
+            self._count_held(gate, gate.release())
         super().close()
 
     def _hold_back(self, gate: TransferGate) -> None:
-        gate.held = gate.held_since_check = True
+        gate.hold()
         self.del_channel()
         if gate.timer is None:
             gate.timer = self.ioloop.call_later(
@@ -280,6 +300,10 @@ class ThrottledTransfer:
 
     def _let_go(self, gate: TransferGate) -> None:
         gate.timer = None
-        gate.held = False
+        self._count_held(gate, gate.let_go())
         if not self._closed and self.throttle is gate:
             self.modify_ioloop_events(self._wanted_io_events)  # registers the connection again
+
+    def _count_held(self, gate: TransferGate, seconds: float) -> None:
+        if seconds:
+            self.metrics.held_back(gate.direction, seconds)
