@@ -75,6 +75,8 @@ class ServerSetup:
     passive: tuple[int, int] = (0, 0)
     limits: dict[str, int] = field(default_factory=dict)
     extra_users: list[tuple[str, str, str]] = field(default_factory=list)
+    # More integer keys for a user's [[users]] table, by user name (e.g. {"reader": {"download_rate": 1}}).
+    user_keys: dict[str, dict[str, int]] = field(default_factory=dict)
     listen_address: str = "127.0.0.1"
     # Off unless a test turns it on: servers running side by side must not compete for one metrics port.
     metrics_port: int = 0
@@ -125,6 +127,7 @@ class ServerSetup:
                 f'password_hash = "{password_hash(name)}"',
                 f'home = "{home}"',
                 f'permissions = "{perms}"',
+                *(f"{k} = {v}" for k, v in self.user_keys.get(name, {}).items()),
             ]
         return "\n".join(lines) + "\n"
 

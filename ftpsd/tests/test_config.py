@@ -35,6 +35,18 @@ def test_defaults() -> None:
     assert config.limits.partial_upload_ttl == 86400
     assert config.logging.transfer_log == ""
     assert [u.permissions for u in config.users] == ["elradfmwMT", "ew"]
+    assert (config.limits.upload_rate, config.limits.download_rate) == (0, 0)
+    assert [(u.upload_rate, u.download_rate) for u in config.users] == [(0, 0), (0, 0)]
+
+
+def test_bandwidth_limits_are_read() -> None:
+    data = mutate("limits.upload_rate", 2_000_000)
+    data["limits"]["download_rate"] = 3_000_000
+    data["users"][1]["upload_rate"] = 100_000
+    data["users"][1]["download_rate"] = 0
+    config = parse_config(data)
+    assert (config.limits.upload_rate, config.limits.download_rate) == (2_000_000, 3_000_000)
+    assert [(u.upload_rate, u.download_rate) for u in config.users] == [(0, 0), (100_000, 0)]
 
 
 def mutate(path: str, value: object) -> dict[str, Any]:
@@ -82,6 +94,10 @@ CASES = [
     ("limits.partial_upload_ttl", "1d", "limits.partial_upload_ttl: expected int, got str '1d'"),
     ("limits.partial_upload_ttl", 3.5, "limits.partial_upload_ttl: expected int, got float"),
     ("limits.partial_upload_ttl", True, "limits.partial_upload_ttl: expected int, got bool"),
+    ("limits.upload_rate", -1, "limits.upload_rate: must not be negative"),
+    ("limits.upload_rate", "1M", "limits.upload_rate: expected int, got str"),
+    ("limits.download_rate", True, "limits.download_rate: expected int, got bool"),
+    ("limits.download_rate", 1.5e6, "limits.download_rate: expected int, got float"),
     ("logging.level", "verbose", "logging.level: 'verbose' is not one of"),
     ("logging.transfer_log", "rel/path", "logging.transfer_log: 'rel/path' is not an absolute path"),
     (
@@ -102,6 +118,10 @@ CASES = [
         "users[0].password_hash:",
     ),
     ("users[0].passwd", "x", "users[0].passwd: unknown key"),
+    ("users[1].upload_rate", -100, "users[1].upload_rate: must not be negative"),
+    ("users[1].upload_rate", False, "users[1].upload_rate: expected int, got bool"),
+    ("users[0].download_rate", "fast", "users[0].download_rate: expected int, got str"),
+    ("users[0].download_rate", -1, "users[0].download_rate: must not be negative"),
     ("users[1].home", DELETE, "users[1].home: required key missing"),
     ("users", [], "users: expected at least one"),
     ("serveur", {}, "serveur: unknown key"),

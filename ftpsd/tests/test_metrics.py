@@ -87,6 +87,8 @@ def test_every_label_value_exists_at_zero_from_the_start() -> None:
         "ftpsd_tls_handshake_failures_total": ("reason", m.HANDSHAKE_FAILURES),
         "ftpsd_transfer_bytes_total": ("direction", m.DIRECTIONS),
         "ftpsd_transfer_duration_seconds_count": ("direction", m.DIRECTIONS),
+        "ftpsd_transfer_held_back_seconds_total": ("direction", m.DIRECTIONS),
+        "ftpsd_bandwidth_limit_bytes_per_second": ("direction", m.DIRECTIONS),
     }
     for name, (label, values) in expected.items():
         assert {k[1]: v for k, v in found.items() if k[0] == name} == {((label, x),): 0 for x in values}

@@ -132,6 +132,8 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "ban_duration": checks.positive,
         "login_cache_ttl": checks.non_negative,
         "partial_upload_ttl": checks.non_negative,
+        "upload_rate": checks.non_negative,
+        "download_rate": checks.non_negative,
     },
     "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
     "metrics": {"listen_address": checks.ip_address, "port": checks.port_or_zero},
@@ -213,6 +215,8 @@ def _parse_users(data: object) -> tuple[User, ...]:
                 permissions=resolve_permissions(profile),
                 profile=profile,
                 allowed_networks=_allowed_networks(sec),
+                upload_rate=sec.get("upload_rate", int, 0, checks.non_negative),
+                download_rate=sec.get("download_rate", int, 0, checks.non_negative),
             )
         )
         sec.finish()

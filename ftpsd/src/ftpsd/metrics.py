@@ -84,6 +84,18 @@ class Metrics:
             buckets=TRANSFER_BUCKETS,
             registry=reg,
         )
+        self.held_back_seconds = Counter(
+            "ftpsd_transfer_held_back_seconds",
+            "Seconds file transfers spent held back by bandwidth limits, summed over transfers.",
+            ["direction"],
+            registry=reg,
+        )
+        self.bandwidth_limit = Gauge(
+            "ftpsd_bandwidth_limit_bytes_per_second",
+            "Server-wide bandwidth limit ([limits] upload_rate/download_rate); 0 is none.",
+            ["direction"],
+            registry=reg,
+        )
         self.certificate_not_after = Gauge(
             "ftpsd_certificate_not_after_timestamp_seconds",
             "Expiry (notAfter) of the certificate served to new connections, seconds since the epoch.",
@@ -114,6 +126,8 @@ class Metrics:
             (self.handshake_failures, HANDSHAKE_FAILURES),
             (self.transfer_bytes, DIRECTIONS),
             (self.transfer_seconds, DIRECTIONS),
+            (self.held_back_seconds, DIRECTIONS),
+            (self.bandwidth_limit, DIRECTIONS),
             (self.reload_result, RELOAD_RESULTS),
         ):
             for value in values:
@@ -158,6 +172,13 @@ class Metrics:
         self.transfers.labels(direction, result).inc()
         self.transfer_bytes.labels(direction).inc(size)
         self.transfer_seconds.labels(direction).observe(seconds)
+
+    def held_back(self, direction: str, seconds: float) -> None:
+        self.held_back_seconds.labels(direction).inc(seconds)
+
+    def bandwidth_limits(self, upload_rate: int, download_rate: int) -> None:
+        self.bandwidth_limit.labels("upload").set(upload_rate)
+        self.bandwidth_limit.labels("download").set(download_rate)
 
     def loaded(self, material: TlsMaterial | None) -> None:
         """A configuration load ended: with the material now served, or None if it failed (old one stays).

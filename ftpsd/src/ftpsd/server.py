@@ -36,6 +36,7 @@ from ftpsd.ownuploads import RecentUploads
 from ftpsd.partials import sweep, sweep_interval
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
 from ftpsd.sessions import ContextsByAddress, SessionOwners
+from ftpsd.throttle import BandwidthLimits
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
@@ -150,6 +151,8 @@ class Server:
         # Both across reloads: running sessions keep their data connections and their uploads' MFMT.
         self.tls_sessions = SessionOwners()
         self.recent_uploads = RecentUploads()
+        # Across reloads too: running transfers keep their buckets, which take the new rates in place.
+        self.bandwidth = BandwidthLimits()
         try:
             self._apply(prepared)
         except MemoryError as err:
@@ -224,6 +227,10 @@ class Server:
             cls.masquerade_address = server.masquerade_address or None
         self.data_cls.timeout = limits.data_timeout
         self.data_cls.metrics = self.metrics
+        self.data_cls.bandwidth = self.bandwidth
+        self.bandwidth.configure(limits.upload_rate, limits.download_rate, config.users)
+        self.metrics.bandwidth_limits(limits.upload_rate, limits.download_rate)
+        logger.info("bandwidth limits: %s", self.bandwidth.describe())
         self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
         self.login_cache.configure(limits.login_cache_ttl)
         if self._transfer_log is not None:

@@ -68,6 +68,9 @@ class LimitSettings:
     login_cache_ttl: int = 600
     # Seconds an interrupted upload is kept for resuming (partials.py); 0 discards it, as before resuming.
     partial_upload_ttl: int = 86400
+    # Bytes per second for all uploads / all downloads of the server together (throttle.py); 0 = no limit.
+    upload_rate: int = 0
+    download_rate: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class User:
     profile: str  # as written in the config, for messages
     # Where this user may log in from (authorizer.admits); empty = anywhere.
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Bytes per second for all of this user's uploads / downloads together, in all its sessions
+    # (throttle.py); 0 = no limit of its own (the server's still applies).
+    upload_rate: int = 0
+    download_rate: int = 0
 
 
 @dataclass(frozen=True)

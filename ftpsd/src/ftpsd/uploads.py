@@ -227,6 +227,10 @@ class AtomicUploadDTP(DTPHandler):
     """
 
     _upload_buffer: memoryview | None = None
+    # Both set by throttle.ThrottledTransfer for an upload under a bandwidth limit: a smaller buffer, and
+    # for one read at most this much.
+    upload_buffer_size = UPLOAD_BUFFER_SIZE
+    read_limit = 0
 
     def handle_read_event(self) -> None:
         """Binary uploads: drain all complete TLS records into one reusable buffer, one write().
@@ -244,8 +248,11 @@ class AtomicUploadDTP(DTPHandler):
             super().handle_read_event()
             return
         if self._upload_buffer is None:
-            self._upload_buffer = memoryview(bytearray(UPLOAD_BUFFER_SIZE))
-        filled, peer_closed = read_available(self.socket, self._upload_buffer)
+            self._upload_buffer = memoryview(bytearray(self.upload_buffer_size))
+        buffer = self._upload_buffer
+        if self.read_limit:
+            buffer = buffer[: self.read_limit]
+        filled, peer_closed = read_available(self.socket, buffer)
         if filled:
             self.tot_bytes_received += filled
             try:
