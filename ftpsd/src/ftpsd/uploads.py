@@ -38,6 +38,7 @@ from pyftpdlib.utils import strerror
 
 from ftpsd.filesystem import OPEN_NOFOLLOW, UPLOAD_PREFIX
 from ftpsd.permissions import can_overwrite
+from ftpsd.quotas import QuotaExceeded, UploadClaim, file_usage
 from ftpsd.tls import read_available
 
 logger = logging.getLogger("ftpsd")
@@ -56,11 +57,13 @@ class AtomicUpload:
     so every failure path of the data channel (error, timeout, ABOR, disconnect) cleans up.
     With ``replace=False`` the final name is created with link(2), which fails if the name exists,
     so a concurrent upload can never be overwritten (no check-then-rename race).
+    ``quota`` (quotas.UploadClaim) is charged before every write and raises QuotaExceeded instead.
     """
 
-    def __init__(self, final_path: str, replace: bool) -> None:
+    def __init__(self, final_path: str, replace: bool, quota: UploadClaim | None = None) -> None:
         self.name = final_path
         self.replace = replace
+        self._quota = quota
         directory = os.path.dirname(final_path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_NOFOLLOW
         while True:
@@ -72,21 +75,28 @@ class AtomicUpload:
             break
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._committed = False
+        if quota is not None:
+            quota.attach(self.temp_path)
 
     @property
     def closed(self) -> bool:
         return self._file.closed
 
     def write(self, data: bytes) -> int:
+        if self._quota is not None:
+            self._quota.charge(len(data))
         return self._file.write(data) or 0
 
     def write_all(self, data: memoryview) -> None:
+        if self._quota is not None:
+            self._quota.charge(len(data))
         while data:
             data = data[self._file.write(data) or 0 :]
 
     def commit(self) -> None:
         """Publish the upload under its final name; raises FileExistsError if that is not allowed."""
         self._file.close()
+        replaced = file_usage(self.name) if self._quota is not None and self.replace else None
         try:
             if self.replace:
                 os.replace(self.temp_path, self.name)
@@ -97,12 +107,16 @@ class AtomicUpload:
             self.close()
             raise
         self._committed = True
+        if self._quota is not None:
+            self._quota.committed(replaced)
 
     def close(self) -> None:
         self._file.close()
         if not self._committed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.temp_path)
+            if self._quota is not None:
+                self._quota.discarded()
 
 
 def _errno_of(error: OSError) -> int | None:
@@ -178,6 +192,8 @@ class AtomicUploadDTP(DTPHandler):
         number = _errno_of(error)
         reason = os.strerror(number) if number else "write error"
         code = 452 if number in _NO_SPACE else 451
+        if isinstance(error.__cause__, QuotaExceeded):  # 552, and never kept: not even for a resume
+            reason, code = error.__cause__.strerror, 552
         logger.warning("upload of %s failed: %s", self.file_obj.name, reason)
         self._error = True  # no TLS shutdown exchange: the client may still be sending
         self._fail(f"{code} {reason}; upload discarded.")
@@ -257,7 +273,10 @@ class AtomicUploadCommands:
 
     def _start_upload(self, path: str, replace: bool, cmd: str, text: str) -> str | None:
         try:
-            upload = AtomicUpload(path, replace)
+            upload = AtomicUpload(path, replace, self.quota_claim(path))  # quotas.QuotaCommands
+        except QuotaExceeded as err:
+            self.respond(f"552 {err.strerror}.")
+            return None
         except OSError as err:
             self.respond(f"550 {strerror(err)}.")
             return None
