@@ -309,5 +309,8 @@ class Server:
         logger.info("TLS key exchange groups offered: %s", offered_groups(self.config.tls.groups))
         self._check_certificate_expiry()
         self.ioloop.call_every(CHECK_INTERVAL, self._check_certificate_expiry)
+        # pyftpdlib's loop first waits for I/O without a timeout and only then asks its scheduler for the
+        # next timer: one wake-up now, or the quota rescans would wait for the first client.
+        self.waker.call_soon(lambda: None)
         self.ioloop.loop()
         logger.info("ftpsd stopped")
