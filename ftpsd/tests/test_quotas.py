@@ -199,3 +199,19 @@ def test_quota_report_reads_the_disk(tmp_path: Path) -> None:
             "max_files": 1,
         },
     ]
+
+
+def test_a_partial_kept_for_resuming_stays_counted(tmp_path: Path) -> None:
+    q = quota(tmp_path, max_bytes=100)
+    claim = UploadClaim(q, 0, 0, True)
+    claim.attach(str(tmp_path / f"{UPLOAD_PREFIX}p.part"))
+    claim.charge(60)
+    claim.kept()
+    assert (q.base, q.claimed_bytes, q.claimed_files, q.temp_paths) == (Usage(60, 0), 0, 0, set())
+    resumed = UploadClaim(q, 0, 0, True)
+    resumed.attach(str(tmp_path / f"{UPLOAD_PREFIX}p.part"))
+    with pytest.raises(QuotaExceeded):
+        resumed.charge(41)
+    resumed.charge(40)
+    resumed.committed(None)
+    assert q.base == Usage(100, 1)

@@ -203,6 +203,14 @@ class UploadClaim:
         if self._release():
             self.quota.changed(Usage(self._written, 1) - (replaced or Usage()))
 
+    def kept(self) -> None:
+        """The temp file stays on disk (a partial kept for resuming): its bytes are the folder's, no file yet.
+
+        A resumed upload then charges only what it adds, and its commit adds the file.
+        """
+        if self._release():
+            self.quota.changed(Usage(self._written, 0))
+
     def discarded(self) -> None:
         """The temp file is gone (failure, ABOR, quota exceeded): the claim is given back."""
         if self._release():
