@@ -353,10 +353,14 @@ class QuotaCommands:
             return None
         existing = file_usage(path)
         credit = existing.bytes if existing else 0
+        refusal = None
         if not quota.fits(0, 1 if existing is None else 0):
-            raise QuotaExceeded(quota, f"{quota.max_files} files")
-        if not quota.fits(announced - credit, 0):
-            raise QuotaExceeded(quota, f"{quota.max_bytes} bytes")
+            refusal = QuotaExceeded(quota, f"{quota.max_files} files")
+        elif not quota.fits(announced - credit, 0):
+            refusal = QuotaExceeded(quota, f"{quota.max_bytes} bytes")
+        if refusal is not None:
+            self.log(f"upload of {path} refused at its start: {quota.describe()}", logfun=logger.warning)
+            raise refusal
         return UploadClaim(quota, announced, credit, existing is None)
 
     def ftp_DELE(self, path: str) -> str | None:
