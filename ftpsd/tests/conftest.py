@@ -80,6 +80,8 @@ class ServerSetup:
     listen_address: str = "127.0.0.1"
     # Off unless a test turns it on: servers running side by side must not compete for one metrics port.
     metrics_port: int = 0
+    # [[quotas]] tables: (path, max_bytes, max_files).
+    quotas: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def shared(self) -> Path:
@@ -128,6 +130,13 @@ class ServerSetup:
                 f'home = "{home}"',
                 f'permissions = "{perms}"',
                 *(f"{k} = {v}" for k, v in self.user_keys.get(name, {}).items()),
+            ]
+        for path, max_bytes, max_files in self.quotas:
+            lines += [
+                "[[quotas]]",
+                f'path = "{path}"',
+                f"max_bytes = {max_bytes}",
+                f"max_files = {max_files}",
             ]
         return "\n".join(lines) + "\n"
 

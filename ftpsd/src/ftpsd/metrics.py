@@ -32,6 +32,7 @@ from prometheus_client import (
 )
 
 from ftpsd.certexpiry import not_after
+from ftpsd.quotas import Quota
 from ftpsd.tls import TlsMaterial
 
 PORT_KINDS = ("explicit", "implicit")
@@ -43,6 +44,10 @@ HANDSHAKE_FAILURES = ("protocol_version", "no_shared_cipher", "certificate", "eo
 DIRECTIONS = ("upload", "download")
 TRANSFER_RESULTS = ("ok", "failed", "aborted")
 RELOAD_RESULTS = ("ok", "failed")
+_QUOTA_HELP = {
+    "used": "usage the server counts now (uploads in progress included)",
+    "limit": "the limit (0 = none)",
+}
 # Seconds: from a small file on a LAN to an hour-long upload over a slow line.
 TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -119,6 +124,17 @@ class Metrics:
             ["result"],
             registry=reg,
         )
+        # Labelled by the quota folders of the config: a set the operator fixes, never a client.
+        self.quota_gauges = {
+            (kind, dimension): Gauge(
+                f"ftpsd_quota_{kind}_{dimension}",
+                f"Folder quotas ([[quotas]]): {_QUOTA_HELP[kind]}, in {dimension}.",
+                ["path"],
+                registry=reg,
+            )
+            for kind in ("used", "limit")
+            for dimension in ("bytes", "files")
+        }
         for metric, values in (
             (self.sessions, PORT_KINDS),
             (self.refused, REFUSAL_REASONS),
@@ -179,6 +195,20 @@ class Metrics:
     def bandwidth_limits(self, upload_rate: int, download_rate: int) -> None:
         self.bandwidth_limit.labels("upload").set(upload_rate)
         self.bandwidth_limit.labels("download").set(download_rate)
+
+    def quotas_loaded(self, quotas: tuple[Quota, ...]) -> None:
+        """The quota folders of the configuration now served: their gauges read the live Quota objects."""
+        for gauge in self.quota_gauges.values():
+            gauge.clear()
+        for quota in quotas:
+            values = {
+                ("used", "bytes"): lambda q=quota: q.used_bytes,
+                ("used", "files"): lambda q=quota: q.used_files,
+                ("limit", "bytes"): lambda q=quota: q.max_bytes,
+                ("limit", "files"): lambda q=quota: q.max_files,
+            }
+            for key, read in values.items():
+                self.quota_gauges[key].labels(quota.path).set_function(read)
 
     def loaded(self, material: TlsMaterial | None) -> None:
         """A configuration load ended: with the material now served, or None if it failed (old one stays).

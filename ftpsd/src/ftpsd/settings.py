@@ -71,6 +71,9 @@ class LimitSettings:
     # Bytes per second for all uploads / all downloads of the server together (throttle.py); 0 = no limit.
     upload_rate: int = 0
     download_rate: int = 0
+    # Seconds between the re-counts of the quota folders from disk (quotas.py), which correct for files
+    # changed by other processes or nodes.
+    quota_rescan_interval: int = 60
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ class User:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    """A folder quota ([[quotas]]): every regular file below path counts; 0 = no limit for that dimension."""
+
+    path: str
+    max_bytes: int = 0
+    max_files: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerSettings
     tls: TlsSettings
@@ -118,6 +130,7 @@ class Config:
     logging: LoggingSettings
     metrics: MetricsSettings = MetricsSettings()
     users: tuple[User, ...] = field(default_factory=tuple)
+    quotas: tuple[QuotaSettings, ...] = field(default_factory=tuple)
 
     def listen_signature(self) -> tuple[object, ...]:
         """The settings that are bound to listening sockets and therefore need a restart to change."""
