@@ -236,9 +236,10 @@ def _parse_quotas(data: object) -> tuple[QuotaSettings, ...]:
         sec = _Section(f"quotas[{index}]", item)
         path = os.path.normpath(sec.get("path", str, check=checks.absolute_path))
         for other_index, other in enumerate(quotas):
-            if path == other.path:
+            overlap = checks.folders_overlap(path, other.path)
+            if overlap == "the same folder":
                 raise ConfigError(f"quotas[{index}].path: {path} is already quotas[{other_index}].path")
-            if path.startswith(other.path.rstrip("/") + "/") or other.path.startswith(path.rstrip("/") + "/"):
+            if overlap:
                 raise ConfigError(
                     f"quotas[{index}].path: {path} and quotas[{other_index}].path {other.path} are nested; "
                     "a file may be counted by one quota only"
