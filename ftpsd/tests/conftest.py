@@ -75,9 +75,13 @@ class ServerSetup:
     passive: tuple[int, int] = (0, 0)
     limits: dict[str, int] = field(default_factory=dict)
     extra_users: list[tuple[str, str, str]] = field(default_factory=list)
+    # More integer keys for a user's [[users]] table, by user name (e.g. {"reader": {"download_rate": 1}}).
+    user_keys: dict[str, dict[str, int]] = field(default_factory=dict)
     listen_address: str = "127.0.0.1"
     # Off unless a test turns it on: servers running side by side must not compete for one metrics port.
     metrics_port: int = 0
+    # [[quotas]] tables: (path, max_bytes, max_files).
+    quotas: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def shared(self) -> Path:
@@ -125,6 +129,14 @@ class ServerSetup:
                 f'password_hash = "{password_hash(name)}"',
                 f'home = "{home}"',
                 f'permissions = "{perms}"',
+                *(f"{k} = {v}" for k, v in self.user_keys.get(name, {}).items()),
+            ]
+        for path, max_bytes, max_files in self.quotas:
+            lines += [
+                "[[quotas]]",
+                f'path = "{path}"',
+                f"max_bytes = {max_bytes}",
+                f"max_files = {max_files}",
             ]
         return "\n".join(lines) + "\n"
 

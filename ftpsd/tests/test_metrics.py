@@ -10,7 +10,8 @@ import ftpsd.metrics as m
 import pytest
 from ftpsd.bans import BanTracker
 from ftpsd.config import ConfigError, parse_config
-from ftpsd.settings import TlsSettings
+from ftpsd.quotas import QuotaBook, UploadClaim
+from ftpsd.settings import QuotaSettings, TlsSettings
 from ftpsd.tls import handshake_failure_reason, load_material
 from OpenSSL import SSL
 from prometheus_client import generate_latest
@@ -87,6 +88,8 @@ def test_every_label_value_exists_at_zero_from_the_start() -> None:
         "ftpsd_tls_handshake_failures_total": ("reason", m.HANDSHAKE_FAILURES),
         "ftpsd_transfer_bytes_total": ("direction", m.DIRECTIONS),
         "ftpsd_transfer_duration_seconds_count": ("direction", m.DIRECTIONS),
+        "ftpsd_transfer_held_back_seconds_total": ("direction", m.DIRECTIONS),
+        "ftpsd_bandwidth_limit_bytes_per_second": ("direction", m.DIRECTIONS),
     }
     for name, (label, values) in expected.items():
         assert {k[1]: v for k, v in found.items() if k[0] == name} == {((label, x),): 0 for x in values}
@@ -169,3 +172,24 @@ def ssl_error(reason: str) -> SSL.Error:
 def test_handshake_failure_reasons(error: SSL.Error | None, reason: str) -> None:
     assert handshake_failure_reason(error) == reason
     assert reason in m.HANDSHAKE_FAILURES
+
+
+def test_quota_gauges_follow_the_configured_folders_and_their_live_usage(tmp_path: Path) -> None:
+    metrics = m.Metrics(lambda: 0)
+    assert not [name for name, _ in samples(metrics) if name.startswith("ftpsd_quota_")]  # none configured
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 10)
+    book = QuotaBook([QuotaSettings(str(tmp_path / "a"), 100, 5), QuotaSettings(str(tmp_path / "b"), 0, 0)])
+    book.count_new()
+    metrics.quotas_loaded(book.quotas)
+    claim = UploadClaim(book.quotas[0], 0, 0, True)
+    claim.attach("/t")
+    claim.charge(7)  # read at scrape time: the upload in progress shows
+    found = samples(metrics)
+    a = (("path", str(tmp_path / "a")),)
+    assert (found[("ftpsd_quota_used_bytes", a)], found[("ftpsd_quota_used_files", a)]) == (17, 2)
+    assert (found[("ftpsd_quota_limit_bytes", a)], found[("ftpsd_quota_limit_files", a)]) == (100, 5)
+    assert found[("ftpsd_quota_used_bytes", (("path", str(tmp_path / "b")),))] == 0
+    metrics.quotas_loaded(QuotaBook([QuotaSettings(str(tmp_path / "b"), 1, 0)], book).quotas)  # a reload
+    paths = {key for name, key in samples(metrics) if name.startswith("ftpsd_quota_")}
+    assert paths == {(("path", str(tmp_path / "b")),)}

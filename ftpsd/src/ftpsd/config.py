@@ -8,6 +8,7 @@ key path (``users[1].permissions``) so the operator can find it in the inventory
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -25,6 +26,7 @@ from ftpsd.settings import (
     LimitSettings,
     LoggingSettings,
     MetricsSettings,
+    QuotaSettings,
     ServerSettings,
     TlsSettings,
     User,
@@ -40,6 +42,7 @@ __all__ = [
     "LimitSettings",
     "LoggingSettings",
     "MetricsSettings",
+    "QuotaSettings",
     "ServerSettings",
     "TlsSettings",
     "User",
@@ -132,6 +135,9 @@ _CHECKS: dict[str, dict[str, _Check]] = {
         "ban_duration": checks.positive,
         "login_cache_ttl": checks.non_negative,
         "partial_upload_ttl": checks.non_negative,
+        "upload_rate": checks.non_negative,
+        "download_rate": checks.non_negative,
+        "quota_rescan_interval": checks.positive,
     },
     "logging": {"level": checks.one_of(LOG_LEVELS), "transfer_log": checks.path_or_empty},
     "metrics": {"listen_address": checks.ip_address, "port": checks.port_or_zero},
@@ -213,10 +219,40 @@ def _parse_users(data: object) -> tuple[User, ...]:
                 permissions=resolve_permissions(profile),
                 profile=profile,
                 allowed_networks=_allowed_networks(sec),
+                upload_rate=sec.get("upload_rate", int, 0, checks.non_negative),
+                download_rate=sec.get("download_rate", int, 0, checks.non_negative),
             )
         )
         sec.finish()
     return tuple(users)
+
+
+def _parse_quotas(data: object) -> tuple[QuotaSettings, ...]:
+    """[[quotas]]: one folder each, never the same folder twice or one inside another (one quota per file)."""
+    if not isinstance(data, list):
+        raise ConfigError("quotas: expected [[quotas]] tables")
+    quotas: list[QuotaSettings] = []
+    for index, item in enumerate(data):
+        sec = _Section(f"quotas[{index}]", item)
+        path = os.path.normpath(sec.get("path", str, check=checks.absolute_path))
+        for other_index, other in enumerate(quotas):
+            overlap = checks.folders_overlap(path, other.path)
+            if overlap == "the same folder":
+                raise ConfigError(f"quotas[{index}].path: {path} is already quotas[{other_index}].path")
+            if overlap:
+                raise ConfigError(
+                    f"quotas[{index}].path: {path} and quotas[{other_index}].path {other.path} are nested; "
+                    "a file may be counted by one quota only"
+                )
+        quotas.append(
+            QuotaSettings(
+                path=path,
+                max_bytes=sec.get("max_bytes", int, 0, checks.non_negative),
+                max_files=sec.get("max_files", int, 0, checks.non_negative),
+            )
+        )
+        sec.finish()
+    return tuple(quotas)
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -226,6 +262,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         top.get(name, dict, {})
     top.get("tls", dict)
     top.get("users", list, [])
+    top.get("quotas", list, [])
     top.finish()
     config = Config(
         server=_parse_table("server", ServerSettings, data.get("server", {})),
@@ -234,6 +271,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         logging=_parse_table("logging", LoggingSettings, data.get("logging", {})),
         metrics=_parse_table("metrics", MetricsSettings, data.get("metrics", {})),
         users=_parse_users(data.get("users")),
+        quotas=_parse_quotas(data.get("quotas", [])),
     )
     _check_server(config.server)
     _check_limits(config.limits)

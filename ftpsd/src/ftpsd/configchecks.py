@@ -7,6 +7,7 @@ value and, where it helps, how to produce a valid one.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -113,3 +114,14 @@ def permissions(value: str) -> str | None:
 
 def path_or_empty(value: str) -> str | None:
     return absolute_path(value) if value else None
+
+
+def folders_overlap(path: str, other: str) -> str | None:
+    """How two quota folders overlap ("the same folder", "nested"), or None: a file may count for one
+    quota only. The role's variable checks ask this too, so both refuse the same inventories."""
+    first, second = posixpath.normpath(path), posixpath.normpath(other)
+    if first == second:
+        return "the same folder"
+    if first.startswith(second.rstrip("/") + "/") or second.startswith(first.rstrip("/") + "/"):
+        return "nested"
+    return None

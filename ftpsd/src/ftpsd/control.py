@@ -6,7 +6,8 @@ filesystem (InputHygiene), commands pipelined behind PASS wait for its verdict (
 passwords are checked off the event loop with bans (login.PasswordLogin),
 users without list rights see only their own uploads (listing.OwnUploadsListing), a login may set
 the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path gets 550 everywhere
-(PathReplyCodes), uploads are atomic and resumable (uploads.AtomicUploadCommands), every transfer is logged
+(PathReplyCodes), uploads are atomic and resumable (uploads.AtomicUploadCommands), folder quotas
+hold for uploads, deletes and renames (quotas.QuotaCommands), every transfer is logged
 (TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
 IPv6 control connections (families.AddressFamilies). Open sessions and refusals at the limits
 (SessionCount), failed handshakes (tls.HandshakeFailureCount) and transfers (TransferLogging) are reported
@@ -34,6 +35,7 @@ from ftpsd.metrics import Metrics
 from ftpsd.offload import Offloader
 from ftpsd.ordering import OrderedReplies
 from ftpsd.ownuploads import OwnUploadTimes
+from ftpsd.quotas import QuotaCommands
 from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import HandshakeFailureCount, TlsMaterial, release_idle_buffers
 from ftpsd.transferlog import TransferLog
@@ -196,6 +198,7 @@ class FtpsControlHandler(
     OwnUploadTimes,
     PathReplyCodes,
     PasswordLogin,
+    QuotaCommands,
     AtomicUploadCommands,
     TransferLogging,
     TLS_FTPHandler,

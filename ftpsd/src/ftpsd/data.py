@@ -5,7 +5,8 @@ in as the same user from the same address (522 otherwise), and is sent no sessio
 (sessions.py says why for both).
 Downloads are written as many TLS records at a time as the socket takes; uploads are read and
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
-rule is in uploads.py).
+rule is in uploads.py); throttle.ThrottledTransfer, which holds file transfers to the bandwidth limits,
+sits right above it for the same reason.
 Its failed handshakes are counted for the metrics like the control channel's (tls.HandshakeFailureCount).
 """
 
@@ -22,13 +23,14 @@ from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
 from ftpsd.sessions import withhold_tickets
+from ftpsd.throttle import ThrottledTransfer
 from ftpsd.tls import HandshakeFailureCount, write_available
 from ftpsd.uploads import AtomicUploadDTP
 
 logger = logging.getLogger("ftpsd")
 
 
-class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, AtomicUploadDTP):
+class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, ThrottledTransfer, AtomicUploadDTP):
     """TLS data channel that insists on resuming a session of its user's control connections."""
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.

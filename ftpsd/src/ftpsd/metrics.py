@@ -32,6 +32,7 @@ from prometheus_client import (
 )
 
 from ftpsd.certexpiry import not_after
+from ftpsd.quotas import Quota
 from ftpsd.tls import TlsMaterial
 
 PORT_KINDS = ("explicit", "implicit")
@@ -43,6 +44,10 @@ HANDSHAKE_FAILURES = ("protocol_version", "no_shared_cipher", "certificate", "eo
 DIRECTIONS = ("upload", "download")
 TRANSFER_RESULTS = ("ok", "failed", "aborted")
 RELOAD_RESULTS = ("ok", "failed")
+_QUOTA_HELP = {
+    "used": "usage the server counts now (uploads in progress included)",
+    "limit": "the limit (0 = none)",
+}
 # Seconds: from a small file on a LAN to an hour-long upload over a slow line.
 TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -84,6 +89,18 @@ class Metrics:
             buckets=TRANSFER_BUCKETS,
             registry=reg,
         )
+        self.held_back_seconds = Counter(
+            "ftpsd_transfer_held_back_seconds",
+            "Seconds file transfers spent held back by bandwidth limits, summed over transfers.",
+            ["direction"],
+            registry=reg,
+        )
+        self.bandwidth_limit = Gauge(
+            "ftpsd_bandwidth_limit_bytes_per_second",
+            "Server-wide bandwidth limit ([limits] upload_rate/download_rate); 0 is none.",
+            ["direction"],
+            registry=reg,
+        )
         self.certificate_not_after = Gauge(
             "ftpsd_certificate_not_after_timestamp_seconds",
             "Expiry (notAfter) of the certificate served to new connections, seconds since the epoch.",
@@ -107,6 +124,17 @@ class Metrics:
             ["result"],
             registry=reg,
         )
+        # Labelled by the quota folders of the config: a set the operator fixes, never a client.
+        self.quota_gauges = {
+            (kind, dimension): Gauge(
+                f"ftpsd_quota_{kind}_{dimension}",
+                f"Folder quotas ([[quotas]]): {_QUOTA_HELP[kind]}, in {dimension}.",
+                ["path"],
+                registry=reg,
+            )
+            for kind in ("used", "limit")
+            for dimension in ("bytes", "files")
+        }
         for metric, values in (
             (self.sessions, PORT_KINDS),
             (self.refused, REFUSAL_REASONS),
@@ -114,6 +142,8 @@ class Metrics:
             (self.handshake_failures, HANDSHAKE_FAILURES),
             (self.transfer_bytes, DIRECTIONS),
             (self.transfer_seconds, DIRECTIONS),
+            (self.held_back_seconds, DIRECTIONS),
+            (self.bandwidth_limit, DIRECTIONS),
             (self.reload_result, RELOAD_RESULTS),
         ):
             for value in values:
@@ -158,6 +188,27 @@ class Metrics:
         self.transfers.labels(direction, result).inc()
         self.transfer_bytes.labels(direction).inc(size)
         self.transfer_seconds.labels(direction).observe(seconds)
+
+    def held_back(self, direction: str, seconds: float) -> None:
+        self.held_back_seconds.labels(direction).inc(seconds)
+
+    def bandwidth_limits(self, upload_rate: int, download_rate: int) -> None:
+        self.bandwidth_limit.labels("upload").set(upload_rate)
+        self.bandwidth_limit.labels("download").set(download_rate)
+
+    def quotas_loaded(self, quotas: tuple[Quota, ...]) -> None:
+        """The quota folders of the configuration now served: their gauges read the live Quota objects."""
+        for gauge in self.quota_gauges.values():
+            gauge.clear()
+        for quota in quotas:
+            values = {
+                ("used", "bytes"): lambda q=quota: q.used_bytes,
+                ("used", "files"): lambda q=quota: q.used_files,
+                ("limit", "bytes"): lambda q=quota: q.max_bytes,
+                ("limit", "files"): lambda q=quota: q.max_files,
+            }
+            for key, read in values.items():
+                self.quota_gauges[key].labels(quota.path).set_function(read)
 
     def loaded(self, material: TlsMaterial | None) -> None:
         """A configuration load ended: with the material now served, or None if it failed (old one stays).

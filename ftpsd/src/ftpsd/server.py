@@ -35,7 +35,9 @@ from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.ownuploads import RecentUploads
 from ftpsd.partials import sweep, sweep_interval
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
+from ftpsd.quotas import QuotaBook
 from ftpsd.sessions import ContextsByAddress, SessionOwners
+from ftpsd.throttle import BandwidthLimits
 from ftpsd.tls import TlsMaterial, load_material, offered_groups
 from ftpsd.transferlog import TransferLog
 
@@ -150,6 +152,10 @@ class Server:
         # Both across reloads: running sessions keep their data connections and their uploads' MFMT.
         self.tls_sessions = SessionOwners()
         self.recent_uploads = RecentUploads()
+        # Across reloads too: running transfers keep their buckets, which take the new rates in place.
+        self.bandwidth = BandwidthLimits()
+        self.quotas = QuotaBook(())
+        self._rescan: Any = None  # the periodic quota rescan (ioloop call_every)
         try:
             self._apply(prepared)
         except MemoryError as err:
@@ -204,12 +210,14 @@ class Server:
         server, limits = config.server, config.limits
         first, last = server.passive_ports
         contexts = ContextsByAddress(prepared.material, self.tls_sessions)
+        quotas = self._apply_quotas(config)
         for cls in (self.explicit_cls, self.implicit_cls):
             cls.authorizer = prepared.authorizer
             cls.tls_material = prepared.material
             cls.tls_contexts = contexts
             cls.tls_sessions = self.tls_sessions
             cls.recent_uploads = self.recent_uploads
+            cls.quotas = quotas
             cls.transfer_log = prepared.transfer_log
             cls.bans = self.bans
             cls.metrics = self.metrics
@@ -224,6 +232,10 @@ class Server:
             cls.masquerade_address = server.masquerade_address or None
         self.data_cls.timeout = limits.data_timeout
         self.data_cls.metrics = self.metrics
+        self.data_cls.bandwidth = self.bandwidth
+        self.bandwidth.configure(limits.upload_rate, limits.download_rate, config.users)
+        self.metrics.bandwidth_limits(limits.upload_rate, limits.download_rate)
+        logger.info("bandwidth limits: %s", self.bandwidth.describe())
         self.bans.configure(limits.ban_after_failures, limits.ban_window, limits.ban_duration)
         self.login_cache.configure(limits.login_cache_ttl)
         if self._transfer_log is not None:
@@ -234,6 +246,24 @@ class Server:
             listener.max_cons_per_ip = limits.max_connections_per_ip
         self.metrics.loaded(prepared.material)
         self.config = config
+
+    def _apply_quotas(self, config: Config) -> QuotaBook:
+        """Folders kept from the previous config keep their live usage and are re-counted in the background;
+        new ones are counted now, before any upload can reach them (a pause as long as their scan)."""
+        starting = self._rescan is None
+        book = QuotaBook(config.quotas, previous=self.quotas)
+        book.count_new()
+        self.quotas = book
+        self.metrics.quotas_loaded(book.quotas)
+        book.log_usage("start-up: " if starting else "reload: ")
+        if not starting:
+            book.rescan(self.offload.run)
+            self._rescan.cancel()
+        self._rescan = self.ioloop.call_every(config.limits.quota_rescan_interval, self._rescan_quotas)
+        return book
+
+    def _rescan_quotas(self) -> None:
+        self.quotas.rescan(self.offload.run)
 
     # --- signals (run as loop callbacks, never inside the interrupted code)
 
@@ -308,5 +338,8 @@ class Server:
         self._check_certificate_expiry()
         self.ioloop.call_every(CHECK_INTERVAL, self._check_certificate_expiry)
         self._sweep_partial_uploads()
+        # pyftpdlib's loop first waits for I/O without a timeout and only then asks its scheduler for the
+        # next timer: one wake-up now, or the quota rescans would wait for the first client.
+        self.waker.call_soon(lambda: None)
         self.ioloop.loop()
         logger.info("ftpsd stopped")

@@ -68,6 +68,12 @@ class LimitSettings:
     login_cache_ttl: int = 600
     # Seconds an interrupted upload is kept for resuming (partials.py); 0 discards it, as before resuming.
     partial_upload_ttl: int = 86400
+    # Bytes per second for all uploads / all downloads of the server together (throttle.py); 0 = no limit.
+    upload_rate: int = 0
+    download_rate: int = 0
+    # Seconds between the re-counts of the quota folders from disk (quotas.py), which correct for files
+    # changed by other processes or nodes.
+    quota_rescan_interval: int = 60
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,19 @@ class User:
     profile: str  # as written in the config, for messages
     # Where this user may log in from (authorizer.admits); empty = anywhere.
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Bytes per second for all of this user's uploads / downloads together, in all its sessions
+    # (throttle.py); 0 = no limit of its own (the server's still applies).
+    upload_rate: int = 0
+    download_rate: int = 0
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """A folder quota ([[quotas]]): every regular file below path counts; 0 = no limit for that dimension."""
+
+    path: str
+    max_bytes: int = 0
+    max_files: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class Config:
     logging: LoggingSettings
     metrics: MetricsSettings = MetricsSettings()
     users: tuple[User, ...] = field(default_factory=tuple)
+    quotas: tuple[QuotaSettings, ...] = field(default_factory=tuple)
 
     def listen_signature(self) -> tuple[object, ...]:
         """The settings that are bound to listening sockets and therefore need a restart to change."""

@@ -49,6 +49,7 @@ from pyftpdlib.utils import strerror
 from ftpsd.filesystem import OPEN_NOFOLLOW, UPLOAD_PREFIX
 from ftpsd.partials import TEMP_SUFFIX, PartialBusy, lock, open_partial, partial_size
 from ftpsd.permissions import can_overwrite, may_resume_complete_file, may_resume_own_partial
+from ftpsd.quotas import QuotaExceeded, UploadClaim, file_usage
 from ftpsd.tls import read_available
 
 logger = logging.getLogger("ftpsd")
@@ -71,24 +72,38 @@ class AtomicUpload:
     (partials.lock) until closed, so the sweep never removes a file in use.
     With ``replace=False`` the final name is created with link(2), which fails if the name exists,
     so a concurrent upload can never be overwritten (no check-then-rename race).
+    ``quota`` (quotas.UploadClaim, None outside quota folders) is charged before every write, which raises
+    QuotaExceeded instead; a resumed partial's bytes move from the folder's counted usage into the claim
+    (``in_usage``), so that a rescan during the upload, which skips claimed files, counts them once.
     """
 
     def __init__(  # noqa: PLR0917 - a file object built in two places only
-        self, final_path: str, replace: bool, temp_path: str, fd: int, keep: bool, offset: int
+        self,
+        final_path: str,
+        replace: bool,
+        temp_path: str,
+        fd: int,
+        keep: bool,
+        offset: int,
+        quota: UploadClaim | None = None,
+        in_usage: int = 0,
     ) -> None:
         self.name = final_path
         self.replace = replace
         self.temp_path = temp_path
         self.keep = keep
         self.offset = offset  # where this upload's data starts in the hidden file
+        self._quota = quota
         self._file = os.fdopen(fd, "wb", buffering=0)
         if offset:
             self._file.seek(offset)
         self._committed = False
         self._discard = False
+        if quota is not None:
+            quota.attach(temp_path, in_usage=in_usage, written=offset)
 
     @classmethod
-    def fresh(cls, final_path: str, replace: bool) -> AtomicUpload:
+    def fresh(cls, final_path: str, replace: bool, quota: UploadClaim | None = None) -> AtomicUpload:
         """A new upload into a random temporary file, never kept when interrupted."""
         directory = os.path.dirname(final_path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_NOFOLLOW
@@ -100,16 +115,20 @@ class AtomicUpload:
                 continue
             break
         lock(fd)  # a fresh file: nobody else can hold it
-        return cls(final_path, replace, temp_path, fd, keep=False, offset=0)
+        return cls(final_path, replace, temp_path, fd, keep=False, offset=0, quota=quota)
 
     @property
     def closed(self) -> bool:
         return self._file.closed
 
     def write(self, data: bytes) -> int:
+        if self._quota is not None:
+            self._quota.charge(len(data))
         return self._file.write(data) or 0
 
     def write_all(self, data: memoryview) -> None:
+        if self._quota is not None:
+            self._quota.charge(len(data))
         while data:
             data = data[self._file.write(data) or 0 :]
 
@@ -119,6 +138,7 @@ class AtomicUpload:
 
     def commit(self) -> None:
         """Publish the upload under its final name; raises FileExistsError if that is not allowed."""
+        replaced = file_usage(self.name) if self._quota is not None and self.replace else None
         try:
             if self.keep:
                 # Bytes beyond what this upload wrote are left over from before a REST into the partial.
@@ -135,6 +155,8 @@ class AtomicUpload:
             raise
         self._committed = True
         self._file.close()
+        if self._quota is not None:
+            self._quota.committed(replaced)
 
     def close(self) -> None:
         if self._file.closed:
@@ -142,26 +164,33 @@ class AtomicUpload:
         try:
             if not self._committed:
                 if self.keep and not self._discard:
-                    self._keep_for_resuming()
+                    kept = self._keep_for_resuming()
+                    if self._quota is not None:
+                        self._quota.kept(kept)
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self.temp_path)
+                    if self._quota is not None:
+                        self._quota.discarded()
         finally:
             self._file.close()  # releases the lock
 
-    def _keep_for_resuming(self) -> None:
+    def _keep_for_resuming(self) -> int:
         """Cut the partial after what this upload wrote (a resumed one with nothing written stays as it
-        was); an empty one has nothing to resume and goes."""
+        was); an empty one has nothing to resume and goes. Returns the bytes left on disk."""
         fd = self._file.fileno()
+        position = self._file.tell()
         try:
-            position = self._file.tell()
             if position != self.offset:
                 os.ftruncate(fd, position)
-            if os.fstat(fd).st_size == 0:
+            size = os.fstat(fd).st_size
+            if size == 0:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.temp_path)
         except OSError as err:
             logger.warning("cannot keep partial upload %s of %s: %s", self.temp_path, self.name, err)
+            return position
+        return size
 
 
 class RestBeyondEnd(Exception):
@@ -227,6 +256,10 @@ class AtomicUploadDTP(DTPHandler):
     """
 
     _upload_buffer: memoryview | None = None
+    # Both set by throttle.ThrottledTransfer for an upload under a bandwidth limit: a smaller buffer, and
+    # for one read at most this much.
+    upload_buffer_size = UPLOAD_BUFFER_SIZE
+    read_limit = 0
 
     def handle_read_event(self) -> None:
         """Binary uploads: drain all complete TLS records into one reusable buffer, one write().
@@ -244,8 +277,11 @@ class AtomicUploadDTP(DTPHandler):
             super().handle_read_event()
             return
         if self._upload_buffer is None:
-            self._upload_buffer = memoryview(bytearray(UPLOAD_BUFFER_SIZE))
-        filled, peer_closed = read_available(self.socket, self._upload_buffer)
+            self._upload_buffer = memoryview(bytearray(self.upload_buffer_size))
+        buffer = self._upload_buffer
+        if self.read_limit:
+            buffer = buffer[: self.read_limit]
+        filled, peer_closed = read_available(self.socket, buffer)
         if filled:
             self.tot_bytes_received += filled
             try:
@@ -284,6 +320,8 @@ class AtomicUploadDTP(DTPHandler):
         number = _errno_of(error)
         reason = os.strerror(number) if number else "write error"
         code = 452 if number in _NO_SPACE else 451
+        if isinstance(error.__cause__, QuotaExceeded):  # 552, and never kept: not even for a resume
+            reason, code = error.__cause__.strerror, 552
         logger.warning("upload of %s failed: %s", self.file_obj.name, reason)
         self._error = True  # no TLS shutdown exchange: the client may still be sending
         self.file_obj.discard()  # also a resumable partial: what reached the disk is in doubt
@@ -354,7 +392,9 @@ class AtomicUploadCommands:
             return self._start_upload(file, replace, cmd, "File status okay.")
         upload = None
         try:
-            upload = self._resumable_upload(file, replace, append, offset)
+            upload = self._resumable_upload(file, replace, append, offset, self.quota_claim(file))
+        except QuotaExceeded as err:  # quotas.QuotaCommands: refused at the start, nothing touched
+            refusal = f"552 {err.strerror}."
         except PartialBusy:
             refusal = "450 Upload of this file is already in progress; try again later."
         except RestBeyondEnd as beyond:
@@ -379,7 +419,9 @@ class AtomicUploadCommands:
             return "550 File exists; overwriting is not permitted."
         return None
 
-    def _resumable_upload(self, file: str, replace: bool, append: bool, offset: int) -> AtomicUpload | None:
+    def _resumable_upload(
+        self, file: str, replace: bool, append: bool, offset: int, quota: UploadClaim | None
+    ) -> AtomicUpload | None:
         """The upload into this user's partial of file, positioned where the command continues.
 
         This user's partial (if any) comes first; without one, APPE and REST n > 0 start from the complete
@@ -387,6 +429,7 @@ class AtomicUploadCommands:
         answered. Raises PartialBusy, RestBeyondEnd (nothing changed) or OSError.
         """
         path, fd, existed = open_partial(file, self.username)
+        size = 0  # of the partial before this command: counted in its folder's usage already
         try:
             if existed:
                 size = os.fstat(fd).st_size
@@ -409,7 +452,7 @@ class AtomicUploadCommands:
             else:
                 self._drop_new_partial(path, fd)
             raise
-        return AtomicUpload(file, replace, path, fd, keep=True, offset=offset)
+        return AtomicUpload(file, replace, path, fd, keep=True, offset=offset, quota=quota, in_usage=size)
 
     @staticmethod
     def _drop_new_partial(path: str, fd: int) -> None:
@@ -467,7 +510,10 @@ class AtomicUploadCommands:
     ) -> str | None:
         if upload is None:
             try:
-                upload = AtomicUpload.fresh(path, replace)
+                upload = AtomicUpload.fresh(path, replace, self.quota_claim(path))  # quotas.QuotaCommands
+            except QuotaExceeded as err:
+                self.respond(f"552 {err.strerror}.")
+                return None
             except OSError as err:
                 self.respond(f"550 {strerror(err)}.")
                 return None
