@@ -283,15 +283,24 @@ def test_accounts_carry_rates_in_bytes_and_the_public_view_has_no_secret():
         ([{"path": "/srv/ftps/shared", "max_files": -1}], ["ftps_server_quotas[0]: max_files must be 0"]),
         (
             [{"path": "/srv/ftps/shared"}, {"path": "/srv/ftps/shared/incoming"}],
-            ["ftps_server_quotas[1]: path '/srv/ftps/shared/incoming' is nested with ftps_server_quotas[0]"],
+            [
+                "ftps_server_quotas[1]: path '/srv/ftps/shared/incoming'"
+                " and ftps_server_quotas[0] ('/srv/ftps/shared') are nested"
+            ],
         ),
         (
             [{"path": "/srv/ftps/shared/incoming"}, {"path": "/srv/ftps/shared/"}],
-            ["ftps_server_quotas[1]: path '/srv/ftps/shared/' is nested with ftps_server_quotas[0]"],
+            [
+                "ftps_server_quotas[1]: path '/srv/ftps/shared/'"
+                " and ftps_server_quotas[0] ('/srv/ftps/shared/incoming') are nested"
+            ],
         ),
         (
             [{"path": "/srv/ftps/shared"}, {"path": "/srv/ftps/shared"}],
-            ["ftps_server_quotas[1]: path '/srv/ftps/shared' is the same as ftps_server_quotas[0]"],
+            [
+                "ftps_server_quotas[1]: path '/srv/ftps/shared'"
+                " and ftps_server_quotas[0] ('/srv/ftps/shared') are the same folder"
+            ],
         ),
     ],
 )

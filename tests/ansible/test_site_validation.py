@@ -222,7 +222,8 @@ CASES = {
                 {"path": "/srv/ftps/shared/incoming", "max_files": 10},
             ]
         },
-        "ftps_server_quotas[1]: path '/srv/ftps/shared/incoming' is nested with ftps_server_quotas[0]",
+        "ftps_server_quotas[1]: path '/srv/ftps/shared/incoming'"
+        " and ftps_server_quotas[0] ('/srv/ftps/shared') are nested",
     ),
     "metrics address not an IP address": (
         {"ftps_server_metrics_listen_address": "metrics.example.com"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import ssl
 import subprocess
 from dataclasses import dataclass
@@ -163,3 +164,14 @@ def run_on_host(dep: Deployment, command: str, stdin: str = "") -> subprocess.Co
     return subprocess.run(
         [*dep.ssh, command], input=stdin, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+METRICS_PORT = 9821  # ftpsd's default, which the lab inventory leaves alone
+
+
+def scraped_metrics(dep: Deployment) -> str:
+    """ftpsd's metrics as the host itself scrapes them (loopback only by default)."""
+    script = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
+    result = run_on_host(dep, f"python3 -c {shlex.quote(script)}")
+    assert result.returncode == 0, result.stderr
+    return result.stdout

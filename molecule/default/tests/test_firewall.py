@@ -6,6 +6,7 @@ Over IPv4 here; test_ipv6.py checks the same over IPv6.
 from __future__ import annotations
 
 import pytest
+from conftest import METRICS_PORT, scraped_metrics
 from scenario_runs import reachable
 
 
@@ -71,18 +72,11 @@ def test_firewalld_service_holds_exactly_the_fed_ports(host, deployment):
     assert "table inet ftps_firewall" not in tables
 
 
-METRICS_PORT = 9821  # ftpsd's default, which the lab inventory leaves alone
-
-
 def test_metrics_are_served_on_loopback_only_by_default(host, deployment):
     """The defaults an operator gets: the host itself scrapes ftpsd; nothing else even reaches the port."""
     listening = host.check_output(f"ss -Hltn 'sport = :{METRICS_PORT}'").split()
     assert f"127.0.0.1:{METRICS_PORT}" in listening
     assert not [word for word in listening if word.endswith(f":{METRICS_PORT}") and "127.0.0.1" not in word]
-    body = host.check_output(
-        f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics')"
-        '.read().decode())"'
-    )
-    assert "ftpsd_sessions" in body
+    assert "ftpsd_sessions" in scraped_metrics(deployment)
     assert not reachable(deployment.address, METRICS_PORT)
     assert not reachable(deployment.address6, METRICS_PORT)

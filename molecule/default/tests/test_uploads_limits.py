@@ -11,6 +11,7 @@ from __future__ import annotations
 import ftplib
 import hashlib
 import io
+import json
 import os
 import re
 import shlex
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, User, login, run_on_host
+from conftest import Deployment, User, login, run_on_host, scraped_metrics
 from ftpsd.partials import partial_path
 
 SOURCE = os.urandom(3 << 20)
@@ -165,3 +166,69 @@ def test_partner_downloads_are_held_to_its_rate(deployment, tmp_path):
     assert elapsed >= 0.8 * len(data) / partner.download_rate, elapsed
     session.delete(name)
     session.close()
+
+
+def counted_on_disk(dep: Deployment) -> dict[str, dict]:
+    """`ftpsd quota --json` on the host: each quota folder's usage, counted on its disk now."""
+    result = run_on_host(dep, f"{FTPSD} quota --json --config {CONFIG}")
+    assert result.returncode == 0, result.stderr
+    return {item["path"]: item for item in json.loads(result.stdout)}
+
+
+def enforced(dep: Deployment, folder: str) -> tuple[int, int]:
+    """What the server counts (and enforces) for a quota folder: its gauges, scraped on the host."""
+    body = scraped_metrics(dep)
+    values = dict(
+        re.findall(rf'^(ftpsd_quota_used_(?:bytes|files)){{path="{re.escape(folder)}"}} (\S+)$', body, re.M)
+    )
+    return int(float(values["ftpsd_quota_used_bytes"])), int(float(values["ftpsd_quota_used_files"]))
+
+
+def agreed_usage(dep: Deployment, folder: str) -> tuple[int, int]:
+    """The folder's usage once the server's count and the disk agree (the server commits a loop turn after
+    its reply)."""
+    deadline = time.monotonic() + 15
+    while True:
+        disk = counted_on_disk(dep)[folder]
+        if enforced(dep, folder) == (disk["used_bytes"], disk["used_files"]):
+            return disk["used_bytes"], disk["used_files"]
+        assert time.monotonic() < deadline, (disk, enforced(dep, folder))
+        time.sleep(0.3)
+
+
+def test_users_sharing_a_folder_share_its_quota(deployment, admin_session):
+    """fbt_upload's and fbt_admin's uploads both count for the shared folder's quota (lab inventory)."""
+    assert SHARED in deployment.quotas
+    before = agreed_usage(deployment, SHARED)
+    dropped, stored = unique("quota-drop"), unique("quota-admin")
+    uploader = login(deployment, deployment.user("upload_only"))
+    uploader.storbinary(f"STOR {dropped}", io.BytesIO(os.urandom(100_000)))
+    uploader.close()
+    admin_session.storbinary(f"STOR {stored}", io.BytesIO(os.urandom(50_000)))
+    assert agreed_usage(deployment, SHARED) == (before[0] + 150_000, before[1] + 2)
+    admin_session.delete(dropped)
+    admin_session.delete(stored)
+    assert agreed_usage(deployment, SHARED) == before
+
+
+def test_an_upload_beyond_the_partner_quota_gets_552_and_leaves_nothing(deployment, tmp_path):
+    """The partner's home holds 32 MiB (lab inventory): with ALLO refused before any data, without it
+    (curl announces nothing) stopped at the write that exceeds; neither leaves a file or a partial."""
+    partner = deployment.users["partner_acme"]
+    limit = deployment.quotas[PARTNER_HOME]["max_bytes"]
+    assert limit > 0
+    before = agreed_usage(deployment, PARTNER_HOME)
+    too_big = tmp_path / "too-big.bin"
+    too_big.write_bytes(os.urandom(limit + (1 << 20)))
+    name = unique("quota-over")
+    session = login(deployment, partner)
+    assert session.sendcmd(f"ALLO {too_big.stat().st_size}").startswith("200")
+    with pytest.raises(ftplib.error_perm, match=r"^552"):
+        session.storbinary(f"STOR {name}", io.BytesIO(b"never sent"))
+    session.close()
+    rc, err = finished(curl(deployment, partner, "-T", str(too_big), url(deployment, name)))
+    assert rc != 0, err
+    assert size_on_host(deployment, f"{PARTNER_HOME}/{name}") == -1
+    leftovers = run_on_host(deployment, f"ls -A {PARTNER_HOME}").stdout.split()
+    assert not [entry for entry in leftovers if entry.startswith(".ftpsd-upload-")], leftovers
+    assert agreed_usage(deployment, PARTNER_HOME) == before

@@ -223,14 +223,13 @@ def quota_problems(
             )
         if int(entry.get("max_files") or 0) < 0:
             problems.append(f"{where}: max_files must be 0 (no limit) or a number of files")
-        normalised = posixpath.normpath(path)
         problems.extend(
-            f"{where}: path {path!r} is {'the same as' if normalised == other else 'nested with'} "
-            f"ftps_server_quotas[{position}] ({other!r}); quota folders may not overlap"
+            f"{where}: path {path!r} and ftps_server_quotas[{position}] ({other!r}) are {overlap}; "
+            "quota folders may not overlap (a file counts for one quota only)"
             for position, other in enumerate(seen)
-            if _under(normalised, other) or _under(other, normalised)
+            if (overlap := _ftpsd("configchecks").folders_overlap(path, other))
         )
-        seen.append(normalised)
+        seen.append(path)
     return problems
 
 
