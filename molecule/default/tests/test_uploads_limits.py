@@ -45,7 +45,9 @@ def curl(dep: Deployment, user: User, *args: str) -> subprocess.Popen[str]:
 
 
 def lftp(dep: Deployment, user: User, script: str, rate: int = 0) -> subprocess.Popen[str]:
+    # EPSV: ftps-b announces a masquerade address in PASV that the controller cannot reach.
     settings = "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+    settings += "set ftp:prefer-epsv yes; "
     settings += f"set net:max-retries 1; set cmd:fail-exit yes; set net:limit-rate {rate}; debug 9; "
     login_line = f"open -u {user.name},{user.password} ftp://{dep.address}:{dep.explicit_port}; "
     command = ["lftp", "-c", settings + login_line + script]
