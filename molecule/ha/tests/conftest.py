@@ -32,7 +32,8 @@ def site(tmp_path_factory) -> Site:
     users = inventory_value(NODES[0], "ftps_server_users")
     admin = next(u for u in users if u.get("permissions") == "full" and u["home"].endswith("/shared"))
     trust = tmp_path_factory.mktemp("trust") / "nodes.pem"
-    trust.write_text("".join(lab_host(node).file("/etc/ftpsd/tls/server.crt").content_string for node in NODES))
+    certificates = [lab_host(node).file("/etc/ftpsd/tls/server.crt").content_string for node in NODES]
+    trust.write_text("".join(certificates))
     return Site(
         vip=str(inventory_value(NODES[0], "ftps_site_vip")),
         addresses={name: address(lab_host(name)) for name in [*LOADBALANCERS, *NODES, STORAGE]},
@@ -44,7 +45,7 @@ def site(tmp_path_factory) -> Site:
 
 
 def curl(site: Site, server: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """curl with explicit FTPS (AUTH TLS, --ssl-reqd) to server (an address), the nodes' certificates trusted."""
+    """curl, explicit FTPS (AUTH TLS, --ssl-reqd) to server (an address), the nodes' certificates trusted."""
     command = [
         *("curl", "-sS", "--ssl-reqd", "--cacert", str(site.trust), "--connect-timeout", "3"),
         *("-u", f"{site.user}:{site.password}", *args),

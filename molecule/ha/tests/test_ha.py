@@ -4,18 +4,19 @@ storage of both nodes, failover of the address, and firewalls that admit only th
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import time
 import tomllib
 import uuid
 
-import pytest
 from conftest import LOADBALANCERS, NODES, STORAGE, curl, vip_holders, wait_for
-from scenario_runs import inventory_value, lab_host
+from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 
 # From `systemctl stop haproxy` to a working login through the address: keepalived's track script fails
 # twice a second apart, then VRRP moves the address (about 3 s in the lab, docs/ha-lab-notes.md).
 FAILOVER_BOUND = 15
+PLAYBOOK = PROJECT / "ha-node-state.yml"
 
 
 def test_the_address_is_on_exactly_one_load_balancer(site):
@@ -52,7 +53,38 @@ def test_each_node_announces_the_address_and_its_own_slice(site):
         assert config["passive_ports"] == [start + index * size, start + (index + 1) * size - 1], node
 
 
-def test_the_address_moves_when_haproxy_stops_and_logins_resume(site):
+def _serving_node(listing: str) -> str:
+    """The node whose passive slice the PASV reply of a login through the address named (curl -v)."""
+    numbers = re.search(r"^< 227 .*\(([0-9,]+)\)", listing, re.MULTILINE)[1].split(",")
+    port = int(numbers[4]) * 256 + int(numbers[5])
+    start, end = (int(inventory_value(NODES[0], f"ftps_site_passive_port_{e}")) for e in ("start", "end"))
+    return NODES[(port - start) // ((end - start + 1) // len(NODES))]
+
+
+def _logins_land_on(site, count: int = 6) -> set[str]:
+    """The nodes that served count logins (with a listing) through the site's address."""
+    served = set()
+    for _ in range(count):
+        listing = curl(site, site.vip, "-v", "--ftp-pasv", "--disable-epsv", "ftp://SERVER/incoming/")
+        assert listing.returncode == 0, listing.stderr
+        served.add(_serving_node(listing.stderr))
+    return served
+
+
+def test_a_drained_node_takes_no_new_logins_until_enabled(site):
+    """ha-node-state.yml through HAProxy's runtime API on both load balancers."""
+    assert _logins_land_on(site) == set(NODES)  # leastconn spreads sequential logins over both
+    drained = run_playbook(PLAYBOOK, "-e", f"ftps_ha_node={NODES[0]}", "-e", "ftps_ha_node_state=drain")
+    assert drained.rc == 0, drained.output
+    try:
+        assert _logins_land_on(site) == {NODES[1]}
+    finally:
+        enabled = run_playbook(PLAYBOOK, "-e", f"ftps_ha_node={NODES[0]}", "-e", "ftps_ha_node_state=enable")
+    assert enabled.rc == 0, enabled.output
+    assert _logins_land_on(site) == set(NODES)
+
+
+def test_the_address_moves_when_haproxy_stops_and_logins_resume(site, capsys):
     (holder,) = vip_holders(site)
     (other,) = [name for name in LOADBALANCERS if name != holder]
     lab_host(holder).run_expect([0], "systemctl stop haproxy")
@@ -60,10 +92,11 @@ def test_the_address_moves_when_haproxy_stops_and_logins_resume(site):
     try:
         took = wait_for(
             "a login through the address after the failover",
-            lambda: curl(site, site.vip, "--max-time", "3", "ftp://SERVER/incoming/", timeout=10).returncode == 0,
+            lambda: curl(site, site.vip, "--max-time", "3", "ftp://SERVER/incoming/").returncode == 0,
             FAILOVER_BOUND,
         )
-        print(f"failover: {took:.1f} s from stopping haproxy on {holder} to a login through {site.vip}")
+        with capsys.disabled():
+            print(f"\nfailover: {took:.1f} s from stopping haproxy on {holder} to a login through {site.vip}")
         assert vip_holders(site) == [other]
     finally:
         lab_host(holder).run_expect([0], "systemctl start haproxy")
@@ -88,7 +121,7 @@ def test_glusterd_answers_the_nodes_only(site):
     lab_host(NODES[0]).run_expect([0], f'python3 -c "{probe}"')
 
 
-def test_a_node_may_not_reach_glusterd_s_brick_ports_from_the_load_balancers(site):
+def test_glusterd_refuses_the_load_balancers(site):
     """A load balancer is not a client of the volume: the storage host drops it too."""
     probe = f"import socket; socket.create_connection(('{site.addresses[STORAGE]}', 24007), timeout=3)"
     lab_host(LOADBALANCERS[0]).run_expect([1], f'python3 -c "{probe}"')
@@ -110,7 +143,8 @@ def _send_adverts(sender: str, advert: bytes) -> None:
         "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112);"
         " s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255);"
         " s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0);"
-        f" [(s.sendto(bytes.fromhex('{advert.hex()}'), ('224.0.0.18', 0)), time.sleep(0.5)) for _ in range(8)]"
+        f" [(s.sendto(bytes.fromhex('{advert.hex()}'), ('224.0.0.18', 0)), time.sleep(0.5))"
+        " for _ in range(8)]"
     )
     lab_host(sender).run_expect([0], f'python3 -c "{send}"')
 
