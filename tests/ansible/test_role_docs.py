@@ -35,7 +35,10 @@ def load(role: str, *parts: str) -> dict:
 
 
 def test_every_role_is_checked():
-    assert ALL_ROLES == ["firewall", "ftps_certificate", "ftps_server"]
+    assert sorted(ALL_ROLES) == [
+        *("firewall", "ftps_certificate", "ftps_loadbalancer"),
+        *("ftps_server", "ftps_storage", "ftps_vip"),
+    ]
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)

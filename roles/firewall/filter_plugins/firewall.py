@@ -46,6 +46,17 @@ def _network_problem(value: str) -> str | None:
     return network(value)
 
 
+def _source_problems(where: str, sources: list[Any]) -> list[str]:
+    """The sources of one restricted entry: not empty, each a CIDR network."""
+    if not sources:
+        return [f"{where}: sources is empty; list the networks (CIDR) that may connect"]
+    return [
+        f"{where}: sources[{position}]: {problem}"
+        for position, network in enumerate(sources)
+        if (problem := _network_problem(str(network)))
+    ]
+
+
 def restricted_problems(
     restricted: list[dict[str, Any]], ports: list[int], ranges: list[dict[str, int]]
 ) -> list[str]:
@@ -63,23 +74,41 @@ def restricted_problems(
         seen.add(port)
         if port in ports or any(r["start"] <= port <= r["end"] for r in ranges):
             problems.append(f"{where}: already open to everyone by firewall_allowed_tcp_ports/_port_ranges")
-        if not sources:
-            problems.append(f"{where}: sources is empty; list the networks (CIDR) that may connect")
-        problems.extend(
-            f"{where}: sources[{position}]: {problem}"
-            for position, network in enumerate(sources)
-            if (problem := _network_problem(str(network)))
-        )
+        problems.extend(_source_problems(where, sources))
     return problems
 
 
-def restricted_rules(restricted: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """{port, family, source} per port and source network, family as firewalld spells it (ipv4, ipv6)."""
+def _per_source(restricted: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """{key, family, source} per entry and source network, family as firewalld spells it (ipv4, ipv6)."""
     return [
-        {"port": item["port"], "family": f"ipv{ipaddress.ip_network(source).version}", "source": str(source)}
+        {key: item[key], "family": f"ipv{ipaddress.ip_network(source).version}", "source": str(source)}
         for item in restricted
         for source in item["sources"]
     ]
+
+
+def restricted_rules(restricted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """{port, family, source} per restricted port and source network."""
+    return _per_source(restricted, "port")
+
+
+def restricted_protocol_problems(restricted: list[dict[str, Any]]) -> list[str]:
+    """One sentence per problem of firewall_restricted_protocols: listed twice, no or bad sources."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(restricted):
+        protocol, sources = item["protocol"], item["sources"]
+        where = f"firewall_restricted_protocols[{index}] ({protocol})"
+        if protocol in seen:
+            problems.append(f"{where}: listed twice; give each protocol once with all its sources")
+        seen.add(protocol)
+        problems.extend(_source_problems(where, sources))
+    return problems
+
+
+def restricted_protocol_rules(restricted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """{protocol, family, source} per restricted protocol and source network."""
+    return _per_source(restricted, "protocol")
 
 
 class FilterModule:
@@ -90,4 +119,6 @@ class FilterModule:
             "firewall_port_problems": port_problems,
             "firewall_restricted_problems": restricted_problems,
             "firewall_restricted_rules": restricted_rules,
+            "firewall_restricted_protocol_problems": restricted_protocol_problems,
+            "firewall_restricted_protocol_rules": restricted_protocol_rules,
         }

@@ -1,0 +1,171 @@
+"""One HA site on real lab hosts: the site's address on one load balancer, uploads through it on the shared
+storage of both nodes, failover of the address, and firewalls that admit only the site's own hosts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import time
+import tomllib
+import uuid
+
+from conftest import LOADBALANCERS, NODES, STORAGE, curl, vip_holders, wait_for
+from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
+
+# From `systemctl stop haproxy` to a working login through the address: keepalived's track script fails
+# twice a second apart, then VRRP moves the address (about 3 s in the lab, docs/ha-lab-notes.md).
+FAILOVER_BOUND = 15
+PLAYBOOK = PROJECT / "ha-node-state.yml"
+
+
+def test_the_address_is_on_exactly_one_load_balancer(site):
+    assert len(vip_holders(site)) == 1
+
+
+def test_an_upload_through_the_address_is_on_every_node(site, tmp_path):
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(uuid.uuid4().bytes * 65536)  # 1 MiB
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    name = f"ha-{uuid.uuid4().hex[:8]}.bin"
+    uploaded = curl(site, site.vip, "-T", str(payload), f"ftp://SERVER/incoming/{name}")
+    assert uploaded.returncode == 0, uploaded.stderr
+    try:
+        for node in NODES:
+            on_disk = lab_host(node).check_output(f"sha256sum {site.data_root}/shared/incoming/{name}")
+            assert on_disk.split()[0] == digest, node
+            # And served by each node itself, over FTPS to its own address.
+            copy = tmp_path / f"{node}.bin"
+            fetched = curl(site, site.addresses[node], "-o", str(copy), f"ftp://SERVER/incoming/{name}")
+            assert fetched.returncode == 0, (node, fetched.stderr)
+            assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest, node
+    finally:
+        curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
+
+
+def test_each_node_announces_the_address_and_its_own_slice(site):
+    """The site's passive range in equal slices, in inventory order (README, "HA sites")."""
+    start, end = (int(inventory_value(NODES[0], f"ftps_site_passive_port_{e}")) for e in ("start", "end"))
+    size = (end - start + 1) // len(NODES)
+    for index, node in enumerate(NODES):
+        config = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["server"]
+        assert config["masquerade_address"] == site.vip, node
+        assert config["passive_ports"] == [start + index * size, start + (index + 1) * size - 1], node
+
+
+def _serving_node(listing: str) -> str:
+    """The node whose passive slice the PASV reply of a login through the address named (curl -v)."""
+    numbers = re.search(r"^< 227 .*\(([0-9,]+)\)", listing, re.MULTILINE)[1].split(",")
+    port = int(numbers[4]) * 256 + int(numbers[5])
+    start, end = (int(inventory_value(NODES[0], f"ftps_site_passive_port_{e}")) for e in ("start", "end"))
+    return NODES[(port - start) // ((end - start + 1) // len(NODES))]
+
+
+def _logins_land_on(site, count: int = 6) -> set[str]:
+    """The nodes that served count logins (with a listing) through the site's address."""
+    served = set()
+    for _ in range(count):
+        listing = curl(site, site.vip, "-v", "--ftp-pasv", "--disable-epsv", "ftp://SERVER/incoming/")
+        assert listing.returncode == 0, listing.stderr
+        served.add(_serving_node(listing.stderr))
+    return served
+
+
+def test_a_drained_node_takes_no_new_logins_until_enabled(site):
+    """ha-node-state.yml through HAProxy's runtime API on both load balancers."""
+    assert _logins_land_on(site) == set(NODES)  # leastconn spreads sequential logins over both
+    drained = run_playbook(PLAYBOOK, "-e", f"ftps_ha_node={NODES[0]}", "-e", "ftps_ha_node_state=drain")
+    assert drained.rc == 0, drained.output
+    try:
+        assert _logins_land_on(site) == {NODES[1]}
+    finally:
+        enabled = run_playbook(PLAYBOOK, "-e", f"ftps_ha_node={NODES[0]}", "-e", "ftps_ha_node_state=enable")
+    assert enabled.rc == 0, enabled.output
+    assert _logins_land_on(site) == set(NODES)
+
+
+def test_the_address_moves_when_haproxy_stops_and_logins_resume(site, capsys):
+    (holder,) = vip_holders(site)
+    (other,) = [name for name in LOADBALANCERS if name != holder]
+    lab_host(holder).run_expect([0], "systemctl stop haproxy")
+    started = time.monotonic()
+    try:
+        took = wait_for(
+            "a login through the address after the failover",
+            lambda: curl(site, site.vip, "--max-time", "3", "ftp://SERVER/incoming/").returncode == 0,
+            FAILOVER_BOUND,
+        )
+        with capsys.disabled():
+            print(f"\nfailover: {took:.1f} s from stopping haproxy on {holder} to a login through {site.vip}")
+        assert vip_holders(site) == [other]
+    finally:
+        lab_host(holder).run_expect([0], "systemctl start haproxy")
+        # nopreempt: the address stays on the other host; let the restarted one settle as BACKUP.
+        time.sleep(max(0, 3 - (time.monotonic() - started)))
+    assert vip_holders(site) == [other]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_glusterd_answers_the_nodes_only(site):
+    # From the controller (not a node): dropped.
+    assert not _reachable(site.addresses[STORAGE], 24007)
+    # From a node: accepted (the positive control that the port is served at all).
+    probe = f"import socket; socket.create_connection(('{site.addresses[STORAGE]}', 24007), timeout=3)"
+    lab_host(NODES[0]).run_expect([0], f'python3 -c "{probe}"')
+
+
+def test_glusterd_refuses_the_load_balancers(site):
+    """A load balancer is not a client of the volume: the storage host drops it too."""
+    probe = f"import socket; socket.create_connection(('{site.addresses[STORAGE]}', 24007), timeout=3)"
+    lab_host(LOADBALANCERS[0]).run_expect([1], f'python3 -c "{probe}"')
+
+
+def _vrrp_advert(router_id: int, priority: int, address: str) -> bytes:
+    """A VRRPv2 advertisement (RFC 3768) for one address, with its checksum."""
+    body = bytes([0x21, router_id, priority, 1, 0, 1, 0, 0]) + socket.inet_aton(address) + bytes(8)
+    total = sum(int.from_bytes(body[i : i + 2], "big") for i in range(0, len(body), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    checksum = (~total) & 0xFFFF
+    return body[:6] + checksum.to_bytes(2, "big") + body[8:]
+
+
+def _send_adverts(sender: str, advert: bytes) -> None:
+    """Eight advertisements from the lab host sender, to VRRP's multicast group, TTL 255 as VRRP wants."""
+    send = (
+        "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112);"
+        " s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255);"
+        " s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0);"
+        f" [(s.sendto(bytes.fromhex('{advert.hex()}'), ('224.0.0.18', 0)), time.sleep(0.5))"
+        " for _ in range(8)]"
+    )
+    lab_host(sender).run_expect([0], f'python3 -c "{send}"')
+
+
+# ftps_vip_router_id's default, which the scenario keeps; 254 outranks both load balancers.
+ROUTER_ID, FORGED_PRIORITY = 51, 254
+
+
+def test_a_forged_vrrp_advertisement_from_a_node_does_not_take_the_address(site):
+    """The holder's firewall accepts VRRP from the other load balancer only."""
+    (holder,) = vip_holders(site)
+    _send_adverts(NODES[0], _vrrp_advert(ROUTER_ID, FORGED_PRIORITY, site.vip))
+    assert vip_holders(site) == [holder]
+
+
+def test_the_same_advertisement_from_the_other_load_balancer_does(site):
+    """The control for the test above: such a packet, from an admitted source, makes the holder give up."""
+    (holder,) = vip_holders(site)
+    (other,) = [name for name in LOADBALANCERS if name != holder]
+    _send_adverts(other, _vrrp_advert(ROUTER_ID, FORGED_PRIORITY, site.vip))
+    # It gave the address up while the adverts came (now the two elect a holder again).
+    gone = "a holder that saw a higher priority gives the address up"
+    assert holder not in vip_holders(site), gone
+    wait_for("one holder again", lambda: len(vip_holders(site)) == 1, 15)
