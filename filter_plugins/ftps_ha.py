@@ -63,6 +63,27 @@ def _ipv4(value: object) -> bool:
     return True
 
 
+def shared_account_problems(
+    host: str, hostvars: Mapping[str, Mapping[str, Any]], nodes: Sequence[str]
+) -> list[str]:
+    """The nodes write one filesystem: their service accounts need one uid and gid, which only the inventory
+    can promise (each host would otherwise pick its next free system id)."""
+    problems = []
+    for variable in ("ftps_server_uid", "ftps_server_gid"):
+        value = hostvars[host].get(variable)
+        if value is None:
+            problems.append(
+                f"{variable}: {host} is a node of an HA site; its nodes share files and need one fixed id"
+            )
+            continue
+        others = sorted({str(hostvars[n].get(variable)) for n in nodes if hostvars[n].get(variable) != value})
+        if others:
+            problems.append(
+                f"{variable} of {host} is {value}, other nodes of its site have {', '.join(others)}: use one"
+            )
+    return problems
+
+
 def ha_problems(
     host: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]]
 ) -> list[str]:
@@ -104,6 +125,7 @@ def ha_problems(
             )
         if not site_hosts(groups.get("ftps_loadbalancers", []), hostvars, site):
             problems.append(f"ftps_site_vip is set for site {site}, but no ftps_loadbalancers host serves it")
+        problems.extend(shared_account_problems(host, hostvars, nodes))
     return problems
 
 

@@ -28,10 +28,11 @@ storage = load("roles/ftps_storage/filter_plugins/ftps_storage.py")
 
 SITE = {"ftps_site": "ha", "ftps_site_vip": "198.18.5.200"}
 SITE_RANGE = {"ftps_site_passive_port_start": 50000, "ftps_site_passive_port_end": 50019}
+IDS = {"ftps_server_uid": 2121, "ftps_server_gid": 2121}
 GROUPS = {"ftps_servers": ["n1", "n2", "other"], "ftps_loadbalancers": ["lb1", "lb2"], "ftps_storage": ["st"]}
 HOSTVARS = {
     **{
-        name: {**SITE, **SITE_RANGE, "ansible_host": f"198.18.5.{i}"}
+        name: {**SITE, **SITE_RANGE, **IDS, "ansible_host": f"198.18.5.{i}"}
         for i, name in enumerate(["n1", "n2"], 11)
     },
     **{name: {**SITE, **SITE_RANGE} for name in ["lb1", "lb2", "st"]},
@@ -83,6 +84,13 @@ def test_a_well_formed_site_has_no_problems(host):
         ("lb1", {"ftps_site": "nowhere"}, GROUPS, "which has no host in ftps_servers"),
         ("st", {"ftps_site": ""}, GROUPS, "st is in ftps_storage but has no ftps_site"),
         ("n1", {}, {**GROUPS, "ftps_storage": ["st", "n1"]}, "n1 is in ftps_servers and ftps_storage"),
+        ("n1", {"ftps_server_uid": None}, GROUPS, "ftps_server_uid: n1 is a node of an HA site"),
+        (
+            "n1",
+            {"ftps_server_gid": 998},
+            GROUPS,
+            "ftps_server_gid of n1 is 998, other nodes of its site have 2121",
+        ),
     ],
 )
 def test_inventory_mistakes_are_named(host, change, groups, fragment):

@@ -43,6 +43,22 @@ def test_an_upload_through_the_address_is_on_every_node(site, tmp_path):
         curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
 
 
+def test_the_nodes_write_the_shared_volume_as_one_account(site):
+    """One uid and gid on every node (from the inventory), and ftpsd bound to the volume's mount unit."""
+    ids = {node: lab_host(node).check_output("id -u ftpsd; id -g ftpsd").split() for node in NODES}
+    expected = [
+        str(inventory_value(NODES[0], "ftps_server_uid")),
+        str(inventory_value(NODES[0], "ftps_server_gid")),
+    ]
+    assert all(found == expected for found in ids.values()), ids
+    for node in NODES:
+        host = lab_host(node)
+        mount_unit = host.check_output(f"systemd-escape --path --suffix=mount {site.data_root}")
+        assert host.check_output("findmnt -n -o FSTYPE --target " + site.data_root) == "fuse.glusterfs", node
+        requires = host.check_output("systemctl show -p Requires --value ftpsd.service").split()
+        assert mount_unit in requires, (node, requires)
+
+
 def test_each_node_announces_the_address_and_its_own_slice(site):
     """The site's passive range in equal slices, in inventory order (README, "HA sites")."""
     start, end = (int(inventory_value(NODES[0], f"ftps_site_passive_port_{e}")) for e in ("start", "end"))
