@@ -3,14 +3,16 @@ storage of both nodes, failover of the address, and firewalls that admit only th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import socket
+import subprocess
 import time
 import tomllib
 import uuid
 
-from conftest import LOADBALANCERS, NODES, STORAGE, curl, vip_holders, wait_for
+from conftest import CURL_ENV, LOADBALANCERS, NODES, STORAGE, curl, curl_argv, vip_holders, wait_for
 from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 
 # From `systemctl stop haproxy` to a working login through the address: keepalived's track script fails
@@ -57,6 +59,40 @@ def test_the_nodes_write_the_shared_volume_as_one_account(site):
         assert host.check_output("findmnt -n -o FSTYPE --target " + site.data_root) == "fuse.glusterfs", node
         requires = host.check_output("systemctl show -p Requires --value ftpsd.service").split()
         assert mount_unit in requires, (node, requires)
+
+
+def _start_upload(site, node: str, payload, path: str) -> subprocess.Popen[str]:
+    """An upload straight to a node, held back by the client (1 MiB/s) so that two of them overlap."""
+    argv = curl_argv(
+        site, site.addresses[node], "--limit-rate", "1M", "-T", str(payload), f"ftp://SERVER/{path}"
+    )
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CURL_ENV)
+
+
+def test_one_user_uploading_one_name_on_two_nodes_at_once_publishes_one_whole_file(site, tmp_path):
+    """The upload's partial is locked (flock) on the shared volume: the session on the other node is refused
+    with 450 instead of writing into the same partial, so the published file is one upload, whole."""
+    users = inventory_value(NODES[0], "ftps_server_users")
+    uploader = next(u for u in users if u.get("permissions") == "upload_only")
+    as_uploader = dataclasses.replace(site, user=uploader["name"], password=uploader["password"])
+    name = f"race-{uuid.uuid4().hex[:8]}.bin"
+    payloads = {}
+    for node in NODES:
+        payloads[node] = tmp_path / f"{node}.bin"
+        payloads[node].write_bytes(uuid.uuid4().bytes * 262144)  # 4 MiB each, different
+    uploads = {
+        node: _start_upload(as_uploader, node, path, f"incoming/{name}") for node, path in payloads.items()
+    }
+    results = {node: (upload.wait(timeout=60), upload.stderr.read()) for node, upload in uploads.items()}
+    try:
+        winners = [node for node, (code, _) in results.items() if code == 0]
+        assert len(winners) == 1, results
+        (loser,) = set(NODES) - set(winners)
+        assert "450" in results[loser][1], results
+        published = lab_host(NODES[0]).check_output(f"sha256sum {site.data_root}/shared/incoming/{name}")
+        assert published.split()[0] == hashlib.sha256(payloads[winners[0]].read_bytes()).hexdigest()
+    finally:
+        curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
 
 
 def test_each_node_announces_the_address_and_its_own_slice(site):
