@@ -84,6 +84,14 @@ def shared_account_problems(
     return problems
 
 
+def _ipv6(value: object) -> bool:
+    try:
+        ipaddress.IPv6Address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def ha_problems(
     host: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]]
 ) -> list[str]:
@@ -108,6 +116,11 @@ def ha_problems(
         return problems
     if not _ipv4(vip):
         problems.append(f"ftps_site_vip must be an IPv4 address (PASV carries IPv4 only), got {vip!r}")
+    vip6 = str(own.get("ftps_site_vip6") or "")
+    if vip6 and not _ipv6(vip6):
+        problems.append(
+            f"ftps_site_vip6 must be empty or an IPv6 address (EPSV clients use it), got {vip6!r}"
+        )
     start, end = own.get("ftps_site_passive_port_start"), own.get("ftps_site_passive_port_end")
     if not (isinstance(start, int) and isinstance(end, int) and 1 <= start <= end <= 65535):
         problems.append(

@@ -76,6 +76,7 @@ def test_a_well_formed_site_has_no_problems(host):
     ("host", "change", "groups", "fragment"),
     [
         ("n1", {"ftps_site_vip": "2001:2::1"}, GROUPS, "ftps_site_vip must be an IPv4 address"),
+        ("n1", {"ftps_site_vip6": "198.18.5.201"}, GROUPS, "ftps_site_vip6 must be empty or an IPv6 address"),
         ("n1", {"ftps_site_passive_port_end": 49999}, GROUPS, "ftps_site_passive_port_start/_end"),
         ("n1", {"ftps_site_passive_port_start": None}, GROUPS, "ftps_site_passive_port_start/_end"),
         ("n1", {"ftps_server_masquerade_address": "203.0.113.9"}, GROUPS, "ftps_server_masquerade_address"),
@@ -115,6 +116,7 @@ def test_firewall_restricted_protocols():
 
 LB = {
     "address": "198.18.5.200",
+    "address6": "2001:2:0:5::c8",
     "control_ports": [21, 990],
     "nodes": [
         {"name": "n1", "address": "198.18.5.11", "passive_port_start": 50000, "passive_port_end": 50009},
@@ -134,6 +136,7 @@ LB = {
     ("change", "fragment"),
     [
         ({"address": "lb.example"}, "ftps_loadbalancer_address must be an IPv4 address"),
+        ({"address6": "198.18.5.201"}, "ftps_loadbalancer_address6 must be empty or an IPv6 address"),
         ({"nodes": []}, "ftps_loadbalancer_nodes is empty"),
         ({"control_ports": [21, 21]}, "lists a port twice"),
         ({"nodes": [LB["nodes"][0], {**LB["nodes"][1], "passive_port_start": 50005}]}, "overlaps"),
@@ -151,6 +154,8 @@ def test_loadbalancer_problems(change, fragment):
 VIP = {
     "address": "198.18.5.200",
     "prefix_length": 32,
+    "address6": "2001:2:0:5::c8",
+    "prefix_length6": 128,
     "router_id": 51,
     "priority": 150,
     "advert_interval": 1,
@@ -166,6 +171,8 @@ VIP = {
     ("change", "fragment"),
     [
         ({"address": ""}, "ftps_vip_address must be an IPv4 address"),
+        ({"address6": "2001:db8::zz"}, "ftps_vip_address6 must be empty or an IPv6 address"),
+        ({"prefix_length6": 129}, "ftps_vip_prefix_length6 must be 1-128"),
         ({"router_id": 256}, "ftps_vip_router_id must be 1-255"),
         ({"priority": 255}, "ftps_vip_priority must be 1-254"),
         ({"unicast_peers": ["lb-b"]}, "ftps_vip_unicast_peers[0]"),

@@ -105,6 +105,28 @@ def test_each_node_announces_the_address_and_its_own_slice(site):
         assert config["passive_ports"] == [start + index * size, start + (index + 1) * size - 1], node
 
 
+def test_the_site_serves_ipv6_clients_on_its_ipv6_address(site, tmp_path):
+    """ftps_site_vip6 moves with the IPv4 address; EPSV names a port only, so the data connection reaches
+    the node's slice on the IPv6 address, and the certificate names that address too (curl checks it)."""
+    vip6 = str(inventory_value(NODES[0], "ftps_site_vip6"))
+    (holder,) = vip_holders(site)
+    assert f" {vip6}/128 " in lab_host(holder).check_output("ip -6 -o address show"), holder
+    payload = tmp_path / "payload6.bin"
+    payload.write_bytes(uuid.uuid4().bytes * 16384)
+    name = f"ha6-{uuid.uuid4().hex[:8]}.bin"
+    server = f"[{vip6}]"
+    try:
+        uploaded = curl(site, server, "-g", "-T", str(payload), f"ftp://SERVER/incoming/{name}")
+        assert uploaded.returncode == 0, uploaded.stderr
+        copy = tmp_path / "copy6.bin"
+        fetched = curl(site, server, "-g", "-v", "-o", str(copy), f"ftp://SERVER/incoming/{name}")
+        assert fetched.returncode == 0, fetched.stderr
+        assert "EPSV" in fetched.stderr
+        assert copy.read_bytes() == payload.read_bytes()
+    finally:
+        curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
+
+
 def _serving_node(listing: str) -> str:
     """The node whose passive slice the PASV reply of a login through the address named (curl -v)."""
     numbers = re.search(r"^< 227 .*\(([0-9,]+)\)", listing, re.MULTILINE)[1].split(",")
