@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import shlex
 import socket
 import subprocess
 import time
@@ -13,6 +14,7 @@ import tomllib
 import uuid
 
 from conftest import CURL_ENV, LOADBALANCERS, NODES, STORAGE, curl, curl_argv, vip_holders, wait_for
+from ftpsd.settings import LimitSettings
 from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 
 # From `systemctl stop haproxy` to a working login through the address: keepalived's track script fails
@@ -93,6 +95,51 @@ def test_one_user_uploading_one_name_on_two_nodes_at_once_publishes_one_whole_fi
         assert published.split()[0] == hashlib.sha256(payloads[winners[0]].read_bytes()).hexdigest()
     finally:
         curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
+
+
+def _quota_used_bytes(node: str, folder: str) -> int:
+    """What one node counts (and enforces) for a quota folder: its gauge, scraped on the node's loopback."""
+    port = inventory_value(node, "ftps_server_metrics_port")
+    script = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    body = lab_host(node).check_output(f"python3 -c {shlex.quote(script)}")
+    return int(
+        float(re.search(rf'^ftpsd_quota_used_bytes{{path="{re.escape(folder)}"}} (\S+)$', body, re.M)[1])
+    )
+
+
+def test_a_quota_counts_the_uploads_of_every_node_once(site, tmp_path):
+    """Usage is counted from the shared volume: within one rescan interval the other node counts an upload
+    made on the first (the same figure, not twice), and refuses with 552 what would exceed the quota,
+    keeping nothing of it. Before its rescan it could accept more: README, "HA sites"."""
+    config = tomllib.loads(lab_host(NODES[0]).file("/etc/ftpsd/ftpsd.toml").content_string)
+    quotas = {quota["path"]: quota for quota in config["quotas"] if quota.get("max_bytes")}
+    users = inventory_value(NODES[0], "ftps_server_users")
+    owner = next(u for u in users if u.get("permissions") == "full" and u.get("home") in quotas)
+    folder, limit = owner["home"], quotas[owner["home"]]["max_bytes"]
+    as_owner = dataclasses.replace(site, user=owner["name"], password=owner["password"])
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(b"q" * (limit * 6 // 10))
+    second.write_bytes(b"r" * (limit * 6 // 10))
+    before = _quota_used_bytes(NODES[1], folder)
+    first_node, other_node = (site.addresses[node] for node in NODES)
+    uploaded = curl(as_owner, first_node, "-T", str(first), "ftp://SERVER/ha-quota-first.bin")
+    assert uploaded.returncode == 0, uploaded.stderr
+    try:
+        rescan = config["limits"].get("quota_rescan_interval", LimitSettings.quota_rescan_interval)
+        wait_for(
+            "the other node counting the upload",
+            lambda: _quota_used_bytes(NODES[1], folder) >= before + first.stat().st_size,
+            timeout=2 * rescan + 30,
+        )
+        assert _quota_used_bytes(NODES[0], folder) == _quota_used_bytes(NODES[1], folder)
+        refused = curl(
+            as_owner, other_node, "-T", str(second), "ftp://SERVER/ha-quota-second.bin", timeout=60
+        )
+        assert refused.returncode != 0
+        assert "552" in refused.stderr, refused.stderr
+        assert not lab_host(NODES[0]).file(f"{folder}/ha-quota-second.bin").exists
+    finally:
+        curl(as_owner, site.vip, "-Q", "DELE ha-quota-first.bin", "ftp://SERVER/")
 
 
 def test_each_node_announces_the_address_and_its_own_slice(site):
