@@ -99,7 +99,7 @@ def test_one_user_uploading_one_name_on_two_nodes_at_once_publishes_one_whole_fi
 
 def _quota_used_bytes(node: str, folder: str) -> int:
     """What one node counts (and enforces) for a quota folder: its gauge, scraped on the node's loopback."""
-    port = inventory_value(node, "ftps_server_metrics_port")
+    port = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["metrics"]["port"]
     script = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
     body = lab_host(node).check_output(f"python3 -c {shlex.quote(script)}")
     return int(
