@@ -48,7 +48,7 @@ def test_defaults_spec_and_readme_agree(role):
     defaults = set(load(role, "defaults", "main.yml"))
     text = (ROLES / role / "README.md").read_text()
     table = text[text.index(role_docs.BEGIN) : text.index(role_docs.END)]
-    readme = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.MULTILINE))
+    readme = set(re.findall(r"^\| `([a-z_0-9]+)` \|", table, re.MULTILINE))
     assert defaults == documented
     assert readme == documented
     assert all(name.startswith(f"{role}_") for name in documented)
