@@ -25,6 +25,7 @@ from typing import Any
 from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
 
 from ftpsd.authorizer import admits
+from ftpsd.offload import ReadEventsOnly
 from ftpsd.proxyprotocol import SIGNATURE, ProxyHeaderError, looks_like_header, missing, parse
 
 logger = logging.getLogger("ftpsd")
@@ -69,7 +70,7 @@ def _as_peer(family: int, client: tuple[str, int]) -> Address:
     return host, port, 0, 0
 
 
-class HeaderWait:
+class HeaderWait(ReadEventsOnly):
     """Reads the PROXY v2 header of one new connection from a load balancer, then hands the connection on.
 
     Registered on the event loop like a handler, so other sessions are served meanwhile; it reads no byte
@@ -94,12 +95,6 @@ class HeaderWait:
         self._fileno = sock.fileno()
         ioloop.register(self._fileno, self, ioloop.READ)
         self._timer = ioloop.call_later(timeout, self._fail, f"no complete header within {timeout} s")
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
 
     def handle_read_event(self) -> None:
         try:

@@ -10,6 +10,7 @@ the nodes are the only thing a ban of it can affect; its GlusterFS traffic is no
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import struct
 import time
@@ -20,7 +21,6 @@ from conftest import LOADBALANCERS, NODES, STORAGE, curl, wait_for
 from scenario_runs import lab_host
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-GREETING = b"220 "
 # A client on a lab host: one explicit FTPS login attempt through ADDRESS with a wrong password; prints the
 # server's first reply line (the greeting, or 421 for a banned address) and then the login's verdict.
 LOGIN_ATTEMPT = """
@@ -33,19 +33,23 @@ try:
 except ftplib.all_errors as err:
     print(err)
 """
-# A client on a lab host that connects to ADDRESS:PORT, sends nothing and prints what it got before the
-# server closed the connection (repr of the bytes) and how long that took.
-SILENT_CLIENT = """
-import socket, sys, time
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), 10)
+# A raw client on a lab host: connects to ADDRESS PORT, reads the greeting first on the explicit port if it
+# is to send PAYLOAD (hex) at all, sends it, and prints as JSON the greeting, what else it got before the
+# server closed the connection (a reset counts as closed) and how long that took.
+RAW_CLIENT = """
+import json, socket, sys, time
+host, port, payload = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+sock = socket.create_connection((host, port), 10)
 sock.settimeout(20)
+greeting = sock.makefile("rb").readline() if payload and port == 21 else b""
+sock.sendall(payload)
 start, got = time.monotonic(), b""
 try:
     while chunk := sock.recv(4096):
         got += chunk
 except ConnectionResetError:
     pass
-print(repr(got), round(time.monotonic() - start, 1))
+print(json.dumps([greeting.decode(), got.decode("latin-1"), round(time.monotonic() - start, 1)]))
 """
 
 
@@ -73,17 +77,6 @@ def v2_header(client: str, port: int) -> bytes:
     block = ipaddress.IPv4Address(client).packed + ipaddress.IPv4Address("192.0.2.1").packed
     block += struct.pack("!HH", port, 21)
     return SIGNATURE + struct.pack("!BBH", 0x21, 0x11, len(block)) + block
-
-
-def _until_closed(sock: socket.socket) -> bytes:
-    """What the server sends until it closes (a reset too: it closes with the client's bytes unread)."""
-    received = b""
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received
 
 
 def test_the_nodes_take_headers_from_the_sites_load_balancers_only(site):
@@ -134,18 +127,25 @@ def test_failed_logins_through_the_address_ban_the_client_not_the_load_balancer(
             assert f"banning ::ffff:{site.addresses[lb]}" not in log, (node, lb)
 
 
+def raw_client(host: str, node_address: str, port: int, payload: bytes = b"") -> tuple[str, str, float]:
+    greeting, got, seconds = json.loads(
+        python_on(host, RAW_CLIENT, node_address, str(port), payload.hex() or "''")
+    )
+    return greeting, got, seconds
+
+
 @pytest.mark.parametrize("port", [21, 990])
 def test_a_forged_header_straight_to_a_node_is_refused(site, port):
+    """From a lab host that is no load balancer (the storage host), straight to a node's port."""
     node = NODES[0]
     since = time.time() - 1
-    with socket.create_connection((site.addresses[node], port), timeout=10) as sock:
-        sock.settimeout(10)
-        if port == 21:
-            assert sock.recv(4).startswith(GREETING)  # the explicit port greets every connection first
-            sock.recv(4096)
-        sock.sendall(v2_header("203.0.113.7", 40000) + b"USER fbt_admin\r\n")
-        assert _until_closed(sock) == b""
+    greeting, got, _ = raw_client(
+        STORAGE, site.addresses[node], port, v2_header("203.0.113.7", 40000) + b"USER x\r\n"
+    )
+    assert greeting == ("220 Secure file server ready.\r\n" if port == 21 else "")  # 21 greets at once
+    assert got == ""  # then nothing: no reply to the header or to the command behind it
     log = journal(node, since)
+    assert f"::ffff:{site.addresses[STORAGE]}:" in log
     assert "connection refused: it sent a PROXY protocol header but is not a load balancer" in log
     assert "203.0.113.7" not in log
 
@@ -154,8 +154,9 @@ def test_a_forged_header_straight_to_a_node_is_refused(site, port):
 def test_a_load_balancers_connection_without_a_header_is_closed_unanswered(site, port):
     lb, node = LOADBALANCERS[0], NODES[0]
     since = time.time() - 1
-    got, seconds = python_on(lb, SILENT_CLIENT, site.addresses[node], str(port)).split()
-    assert got == "b''"  # not even the greeting
-    assert float(seconds) <= 10  # ftpsd's proxy_header_timeout (5 s), with room for a loaded machine
-    assert f"refused connection from load balancer ::ffff:{site.addresses[lb]}:" in journal(node, since)
-    assert "no complete header within 5 s" in journal(node, since)
+    _, got, seconds = raw_client(lb, site.addresses[node], port)
+    assert got == ""  # not even the greeting
+    assert seconds <= 10  # ftpsd's proxy_header_timeout (5 s), with room for a loaded machine
+    log = journal(node, since)
+    assert f"refused connection from load balancer ::ffff:{site.addresses[lb]}:" in log
+    assert "without a valid PROXY v2 header: no complete header within 5 s" in log
