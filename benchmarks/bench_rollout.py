@@ -30,26 +30,26 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
-REPO = Path(__file__).resolve().parents[1]
-LAB_TOOL = REPO / "tests" / "lab" / "lab"
+from labbench import (
+    REPO,
+    BenchError,
+    Lab,
+    PlaybookRun,
+    log,
+    on_sigterm,
+    parse_recap,
+    playbook_env,
+    run_playbook,
+)
+
 LAB_GROUP_VARS = REPO / "inventories" / "lab" / "group_vars"
-LAB_NAME = "bench"
+LAB = Lab("bench")
 MAX_HOSTS = 50  # the lab tool's own limit
-LAB_TIMEOUT = 600.0
-PLAYBOOK_TIMEOUT = 3600.0
-LOG_TAIL = 40
-# The benchmark runs with the repository's ansible.cfg and parses plain text.
-IGNORED_ENV = frozenset({"ANSIBLE_CONFIG", "ANSIBLE_FORCE_COLOR"})
 # Site groups as in molecule/multisite: each sets ftps_site, which site.yml batches by.
 SITES: tuple[tuple[str, dict[str, str]], ...] = (
     (
@@ -69,27 +69,8 @@ SITES: tuple[tuple[str, dict[str, str]], ...] = (
         },
     ),
 )
-RECAP_LINE = re.compile(
-    r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+"
-    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)",
-    re.MULTILINE,
-)
 TASK_LINE = re.compile(r"^TASK \[(?P<name>.*)\] \*+$")
 CHANGED_LINE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
-
-
-class BenchError(Exception):
-    """A failure that makes the figures meaningless; printed without a traceback."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """One timed ansible-playbook run and what its PLAY RECAP says."""
-
-    seconds: float
-    changed: int
-    changed_tasks: list[str]
-    log: Path
 
 
 @dataclass(frozen=True)
@@ -98,13 +79,8 @@ class Measurement:
 
     hosts: int
     sites: int
-    first: Run
-    rerun: Run
-
-
-def log(message: str) -> None:
-    """Progress goes to stderr so that stdout holds only the table."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    first: PlaybookRun
+    rerun: PlaybookRun
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -124,32 +100,6 @@ def split_sites(hosts: list[str]) -> dict[str, list[str]]:
         return {SITES[0][0]: hosts}
     half = (len(hosts) + 1) // 2
     return {SITES[0][0]: hosts[:half], SITES[1][0]: hosts[half:]}
-
-
-def lab_tool(*args: str) -> str:
-    """Run tests/lab/lab on our own lab only (never `down --all`: other labs may be running)."""
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed command line, our own lab name
-            [str(LAB_TOOL), "--lab", LAB_NAME, *args],
-            capture_output=True,
-            text=True,
-            timeout=LAB_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"lab {' '.join(args)} did not finish within {LAB_TIMEOUT:.0f}s") from None
-    if proc.returncode != 0:
-        raise BenchError(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
-    return proc.stdout
-
-
-def boot(hosts: list[str], generated: Path) -> dict:
-    """Boot fresh hosts and return the lab's inventory: `down` first, since `up` reuses running hosts."""
-    lab_tool("down")
-    log(f"booting {len(hosts)} fresh host(s)")
-    lab_tool("up", *hosts, "--inventory", str(generated))
-    text = generated.read_text()
-    return json.loads(text[text.index("{") :])  # after the tool's comment line
 
 
 def write_inventory(directory: Path, generated: dict, sites: dict[str, list[str]], wheel_cache: Path) -> None:
@@ -181,17 +131,6 @@ def write_inventory(directory: Path, generated: dict, sites: dict[str, list[str]
             (directory / "group_vars" / f"{group}.yml").write_text(json.dumps(settings, indent=2) + "\n")
 
 
-def parse_recap(text: str) -> dict[str, dict[str, int]]:
-    """Per host of the PLAY RECAP: changed, unreachable and failed task counts."""
-    _, found, recap = text.rpartition("PLAY RECAP")
-    if not found:
-        return {}
-    return {
-        match["host"]: {key: int(match[key]) for key in ("changed", "unreachable", "failed")}
-        for match in RECAP_LINE.finditer(recap)
-    }
-
-
 def changed_tasks(text: str) -> list[str]:
     """The tasks that reported a change, with their host: what to look at when a re-run is not a no-op."""
     found, task = [], "?"
@@ -203,100 +142,34 @@ def changed_tasks(text: str) -> list[str]:
     return found
 
 
-def playbook_env(work: Path, control_dir: Path) -> dict[str, str]:
-    """ansible.cfg from the repository root, the report in a temporary folder, and plain output to parse.
-
-    SSH control sockets live in a folder of their own: a master left by an earlier size could otherwise
-    be reused for a new host that got the same address.
-    """
-    env = {key: value for key, value in os.environ.items() if key not in IGNORED_ENV}
-    env.update(
-        FTPS_REPORT_DIR=str(work / "reports"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
-
-
-def run_playbook(inventory: Path, log_file: Path, env: dict[str, str]) -> Run:
-    """Time one `ansible-playbook -i INVENTORY site.yml`; a failed or incomplete run raises BenchError."""
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    if not playbook.exists():
-        raise BenchError(f"{playbook} not found: run this script with the project's .venv/bin/python")
-    with log_file.open("w") as out:
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(  # noqa: S603 - fixed command line
-                [str(playbook), "-i", str(inventory), "site.yml"],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=PLAYBOOK_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"site.yml timed out after {PLAYBOOK_TIMEOUT:.0f}s; log {log_file}") from None
-        seconds = time.perf_counter() - start
-    text = log_file.read_text()
-    recap = parse_recap(text)
-    broken = [h for h, counts in recap.items() if counts["failed"] or counts["unreachable"]]
-    if proc.returncode != 0 or not recap or broken:
-        tail = "\n".join(text.splitlines()[-LOG_TAIL:])
-        raise BenchError(f"site.yml failed (exit {proc.returncode}, hosts {broken}); log {log_file}:\n{tail}")
-    return Run(seconds, sum(c["changed"] for c in recap.values()), changed_tasks(text), log_file)
-
-
-def check_reached(run: Run, hosts: list[str]) -> None:
+def check_reached(run: PlaybookRun, hosts: list[str]) -> None:
     """A host missing from the recap was never deployed (a batch stopped early): the time means nothing."""
     missing = sorted(set(hosts) - set(parse_recap(run.log.read_text())))
     if missing:
         raise BenchError(f"hosts missing from the PLAY RECAP of {run.log}: {', '.join(missing)}")
 
 
-@contextmanager
-def uninterrupted() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C would otherwise leave hosts, mounts and namespaces behind."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def teardown() -> None:
-    """Take our lab down and check that nothing of it is left."""
-    with uninterrupted():
-        log(f"tearing lab {LAB_NAME} down")
-        lab_tool("down")
-        status = lab_tool("status").strip()
-    # The lab tool names the lab with LAB_PREFIX when one is set (parallel runs).
-    if status != f"lab {os.environ.get('LAB_PREFIX', '')}{LAB_NAME}: down":
-        raise BenchError(f"lab {LAB_NAME} is not fully down:\n{status}")
-
-
 def measure(count: int, work: Path, log_dir: Path) -> Measurement:
     """First rollout and re-run on `count` freshly booted hosts; the lab goes down in any case."""
-    hosts = [f"{LAB_NAME}-{i}" for i in range(1, count + 1)]
+    hosts = [f"{LAB.name}-{i}" for i in range(1, count + 1)]
     sites = split_sites(hosts)
     base = work / f"{count}hosts"
     base.mkdir()
     try:
-        generated = boot(hosts, base / "lab-inventory.json")
+        generated = LAB.boot(hosts, base / "lab-inventory.json")
         write_inventory(base / "inventory", generated, sites, base / "wheels")
         runs = []
         for phase in ("first", "rerun"):
             log(f"{count} host(s), {len(sites)} site(s): {phase} run of site.yml")
             env = playbook_env(base, base / f"cp-{phase}")
-            run = run_playbook(base / "inventory", log_dir / f"site-{count}hosts-{phase}.log", env)
+            run = run_playbook(
+                "site.yml", base / "inventory", log_dir / f"site-{count}hosts-{phase}.log", env
+            )
             check_reached(run, hosts)
             log(f"{count} host(s): {phase} run took {run.seconds:.1f}s, changed={run.changed}")
             runs.append(run)
     finally:
-        teardown()
+        LAB.teardown()
     return Measurement(count, len(sites), runs[0], runs[1])
 
 
@@ -320,11 +193,6 @@ def format_table(measurements: list[Measurement]) -> str:
     return "\n".join(lines)
 
 
-def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    """Turn SIGTERM into the same path as Ctrl-C, so `finally` tears the lab down."""
-    raise KeyboardInterrupt
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -345,7 +213,7 @@ def report(measurements: list[Measurement]) -> int:
         if m.rerun.changed:
             status = 1
             log(f"the re-run on {m.hosts} host(s) changed {m.rerun.changed} task(s), expected 0:")
-            for task in m.rerun.changed_tasks:
+            for task in changed_tasks(m.rerun.log.read_text()):
                 log(f"  {task}")
     return status
 

@@ -68,6 +68,35 @@ def _ipv4(value: object) -> bool:
     return True
 
 
+def shared_account_problems(
+    host: str, hostvars: Mapping[str, Mapping[str, Any]], nodes: Sequence[str]
+) -> list[str]:
+    """The nodes write one filesystem: their service accounts need one uid and gid, which only the inventory
+    can promise (each host would otherwise pick its next free system id)."""
+    problems = []
+    for variable in ("ftps_server_uid", "ftps_server_gid"):
+        value = hostvars[host].get(variable)
+        if value is None:
+            problems.append(
+                f"{variable}: {host} is a node of an HA site; its nodes share files and need one fixed id"
+            )
+            continue
+        others = sorted({str(hostvars[n].get(variable)) for n in nodes if hostvars[n].get(variable) != value})
+        if others:
+            problems.append(
+                f"{variable} of {host} is {value}, other nodes of its site have {', '.join(others)}: use one"
+            )
+    return problems
+
+
+def _ipv6(value: object) -> bool:
+    try:
+        ipaddress.IPv6Address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def ha_problems(
     host: str, hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, Sequence[str]]
 ) -> list[str]:
@@ -92,6 +121,11 @@ def ha_problems(
         return problems
     if not _ipv4(vip):
         problems.append(f"ftps_site_vip must be an IPv4 address (PASV carries IPv4 only), got {vip!r}")
+    vip6 = str(own.get("ftps_site_vip6") or "")
+    if vip6 and not _ipv6(vip6):
+        problems.append(
+            f"ftps_site_vip6 must be empty or an IPv6 address (EPSV clients use it), got {vip6!r}"
+        )
     start, end = own.get("ftps_site_passive_port_start"), own.get("ftps_site_passive_port_end")
     if not (isinstance(start, int) and isinstance(end, int) and 1 <= start <= end <= 65535):
         problems.append(
@@ -109,6 +143,7 @@ def ha_problems(
             )
         if not site_hosts(groups.get("ftps_loadbalancers", []), hostvars, site):
             problems.append(f"ftps_site_vip is set for site {site}, but no ftps_loadbalancers host serves it")
+        problems.extend(shared_account_problems(host, hostvars, nodes))
     return problems
 
 

@@ -28,10 +28,11 @@ storage = load("roles/ftps_storage/filter_plugins/ftps_storage.py")
 
 SITE = {"ftps_site": "ha", "ftps_site_vip": "198.18.5.200"}
 SITE_RANGE = {"ftps_site_passive_port_start": 50000, "ftps_site_passive_port_end": 50019}
+IDS = {"ftps_server_uid": 2121, "ftps_server_gid": 2121}
 GROUPS = {"ftps_servers": ["n1", "n2", "other"], "ftps_loadbalancers": ["lb1", "lb2"], "ftps_storage": ["st"]}
 HOSTVARS = {
     **{
-        name: {**SITE, **SITE_RANGE, "ansible_host": f"198.18.5.{i}"}
+        name: {**SITE, **SITE_RANGE, **IDS, "ansible_host": f"198.18.5.{i}"}
         for i, name in enumerate(["n1", "n2"], 11)
     },
     **{name: {**SITE, **SITE_RANGE} for name in ["lb1", "lb2", "st"]},
@@ -80,6 +81,7 @@ def test_a_well_formed_site_has_no_problems(host):
     ("host", "change", "groups", "fragment"),
     [
         ("n1", {"ftps_site_vip": "2001:2::1"}, GROUPS, "ftps_site_vip must be an IPv4 address"),
+        ("n1", {"ftps_site_vip6": "198.18.5.201"}, GROUPS, "ftps_site_vip6 must be empty or an IPv6 address"),
         ("n1", {"ftps_site_passive_port_end": 49999}, GROUPS, "ftps_site_passive_port_start/_end"),
         ("n1", {"ftps_site_passive_port_start": None}, GROUPS, "ftps_site_passive_port_start/_end"),
         ("n1", {"ftps_server_masquerade_address": "203.0.113.9"}, GROUPS, "ftps_server_masquerade_address"),
@@ -88,6 +90,13 @@ def test_a_well_formed_site_has_no_problems(host):
         ("lb1", {"ftps_site": "nowhere"}, GROUPS, "which has no host in ftps_servers"),
         ("st", {"ftps_site": ""}, GROUPS, "st is in ftps_storage but has no ftps_site"),
         ("n1", {}, {**GROUPS, "ftps_storage": ["st", "n1"]}, "n1 is in ftps_servers and ftps_storage"),
+        ("n1", {"ftps_server_uid": None}, GROUPS, "ftps_server_uid: n1 is a node of an HA site"),
+        (
+            "n1",
+            {"ftps_server_gid": 998},
+            GROUPS,
+            "ftps_server_gid of n1 is 998, other nodes of its site have 2121",
+        ),
     ],
 )
 def test_inventory_mistakes_are_named(host, change, groups, fragment):
@@ -112,6 +121,7 @@ def test_firewall_restricted_protocols():
 
 LB = {
     "address": "198.18.5.200",
+    "address6": "2001:2:0:5::c8",
     "control_ports": [21, 990],
     "nodes": [
         {"name": "n1", "address": "198.18.5.11", "passive_port_start": 50000, "passive_port_end": 50009},
@@ -131,6 +141,7 @@ LB = {
     ("change", "fragment"),
     [
         ({"address": "lb.example"}, "ftps_loadbalancer_address must be an IPv4 address"),
+        ({"address6": "198.18.5.201"}, "ftps_loadbalancer_address6 must be empty or an IPv6 address"),
         ({"nodes": []}, "ftps_loadbalancer_nodes is empty"),
         ({"control_ports": [21, 21]}, "lists a port twice"),
         ({"nodes": [LB["nodes"][0], {**LB["nodes"][1], "passive_port_start": 50005}]}, "overlaps"),
@@ -148,6 +159,8 @@ def test_loadbalancer_problems(change, fragment):
 VIP = {
     "address": "198.18.5.200",
     "prefix_length": 32,
+    "address6": "2001:2:0:5::c8",
+    "prefix_length6": 128,
     "router_id": 51,
     "priority": 150,
     "advert_interval": 1,
@@ -163,6 +176,8 @@ VIP = {
     ("change", "fragment"),
     [
         ({"address": ""}, "ftps_vip_address must be an IPv4 address"),
+        ({"address6": "2001:db8::zz"}, "ftps_vip_address6 must be empty or an IPv6 address"),
+        ({"prefix_length6": 129}, "ftps_vip_prefix_length6 must be 1-128"),
         ({"router_id": 256}, "ftps_vip_router_id must be 1-255"),
         ({"priority": 255}, "ftps_vip_priority must be 1-254"),
         ({"unicast_peers": ["lb-b"]}, "ftps_vip_unicast_peers[0]"),

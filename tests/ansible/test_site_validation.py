@@ -253,6 +253,10 @@ CASES = {
         {"ftps_server_metrics_listen_address": "0.0.0.0", "ftps_monitoring_networks": ["198.18.0.1/24"]},
         "firewall_restricted_tcp_ports[0] (port 9821): sources[0]: '198.18.0.1/24' is not a network",
     ),
+    "root as the service account": (
+        {"ftps_server_uid": 0},
+        "ftps_server_uid and ftps_server_gid must be null (the system picks) or ids from 1 to 4294967294",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",

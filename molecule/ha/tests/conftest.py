@@ -44,19 +44,28 @@ def site(tmp_path_factory) -> Site:
     )
 
 
-def curl(site: Site, server: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """curl, explicit FTPS (AUTH TLS, --ssl-reqd) to server (an address), the nodes' certificates trusted."""
+CURL_ENV = {**os.environ, "NO_PROXY": "*"}
+
+
+def curl_argv(site: Site, server: str, *args: str) -> list[str]:
+    """curl, explicit FTPS (AUTH TLS, --ssl-reqd) to server (an address), the nodes' certificates trusted;
+    SERVER in args stands for the address."""
     command = [
         *("curl", "-sS", "--ssl-reqd", "--cacert", str(site.trust), "--connect-timeout", "3"),
         *("-u", f"{site.user}:{site.password}", *args),
     ]
+    return [arg.replace("SERVER", server) for arg in command]
+
+
+def curl(site: Site, server: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run curl_argv to its end."""
     return subprocess.run(
-        [arg.replace("SERVER", server) for arg in command],
+        curl_argv(site, server, *args),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "NO_PROXY": "*"},
+        env=CURL_ENV,
     )
 
 

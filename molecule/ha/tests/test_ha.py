@@ -3,14 +3,18 @@ storage of both nodes, failover of the address, and firewalls that admit only th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+import shlex
 import socket
+import subprocess
 import time
 import tomllib
 import uuid
 
-from conftest import LOADBALANCERS, NODES, STORAGE, curl, vip_holders, wait_for
+from conftest import CURL_ENV, LOADBALANCERS, NODES, STORAGE, curl, curl_argv, vip_holders, wait_for
+from ftpsd.settings import LimitSettings
 from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 
 # From `systemctl stop haproxy` to a working login through the address: keepalived's track script fails
@@ -43,6 +47,101 @@ def test_an_upload_through_the_address_is_on_every_node(site, tmp_path):
         curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
 
 
+def test_the_nodes_write_the_shared_volume_as_one_account(site):
+    """One uid and gid on every node (from the inventory), and ftpsd bound to the volume's mount unit."""
+    ids = {node: lab_host(node).check_output("id -u ftpsd; id -g ftpsd").split() for node in NODES}
+    expected = [
+        str(inventory_value(NODES[0], "ftps_server_uid")),
+        str(inventory_value(NODES[0], "ftps_server_gid")),
+    ]
+    assert all(found == expected for found in ids.values()), ids
+    for node in NODES:
+        host = lab_host(node)
+        mount_unit = host.check_output(f"systemd-escape --path --suffix=mount {site.data_root}")
+        assert host.check_output("findmnt -n -o FSTYPE --target " + site.data_root) == "fuse.glusterfs", node
+        requires = host.check_output("systemctl show -p Requires --value ftpsd.service").split()
+        assert mount_unit in requires, (node, requires)
+
+
+def _start_upload(site, node: str, payload, path: str) -> subprocess.Popen[str]:
+    """An upload straight to a node, held back by the client (1 MiB/s) so that two of them overlap."""
+    argv = curl_argv(
+        site, site.addresses[node], "--limit-rate", "1M", "-T", str(payload), f"ftp://SERVER/{path}"
+    )
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CURL_ENV)
+
+
+def test_one_user_uploading_one_name_on_two_nodes_at_once_publishes_one_whole_file(site, tmp_path):
+    """The upload's partial is locked (flock) on the shared volume: the session on the other node is refused
+    with 450 instead of writing into the same partial, so the published file is one upload, whole."""
+    users = inventory_value(NODES[0], "ftps_server_users")
+    uploader = next(u for u in users if u.get("permissions") == "upload_only")
+    as_uploader = dataclasses.replace(site, user=uploader["name"], password=uploader["password"])
+    name = f"race-{uuid.uuid4().hex[:8]}.bin"
+    payloads = {}
+    for node in NODES:
+        payloads[node] = tmp_path / f"{node}.bin"
+        payloads[node].write_bytes(uuid.uuid4().bytes * 262144)  # 4 MiB each, different
+    uploads = {
+        node: _start_upload(as_uploader, node, path, f"incoming/{name}") for node, path in payloads.items()
+    }
+    results = {node: (upload.wait(timeout=60), upload.stderr.read()) for node, upload in uploads.items()}
+    try:
+        winners = [node for node, (code, _) in results.items() if code == 0]
+        assert len(winners) == 1, results
+        (loser,) = set(NODES) - set(winners)
+        assert "450" in results[loser][1], results
+        published = lab_host(NODES[0]).check_output(f"sha256sum {site.data_root}/shared/incoming/{name}")
+        assert published.split()[0] == hashlib.sha256(payloads[winners[0]].read_bytes()).hexdigest()
+    finally:
+        curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
+
+
+def _quota_used_bytes(node: str, folder: str) -> int:
+    """What one node counts (and enforces) for a quota folder: its gauge, scraped on the node's loopback."""
+    port = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["metrics"]["port"]
+    script = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    body = lab_host(node).check_output(f"python3 -c {shlex.quote(script)}")
+    return int(
+        float(re.search(rf'^ftpsd_quota_used_bytes{{path="{re.escape(folder)}"}} (\S+)$', body, re.M)[1])
+    )
+
+
+def test_a_quota_counts_the_uploads_of_every_node_once(site, tmp_path):
+    """Usage is counted from the shared volume: within one rescan interval the other node counts an upload
+    made on the first (the same figure, not twice), and refuses with 552 what would exceed the quota,
+    keeping nothing of it. Before its rescan it could accept more: README, "HA sites"."""
+    config = tomllib.loads(lab_host(NODES[0]).file("/etc/ftpsd/ftpsd.toml").content_string)
+    quotas = {quota["path"]: quota for quota in config["quotas"] if quota.get("max_bytes")}
+    users = inventory_value(NODES[0], "ftps_server_users")
+    owner = next(u for u in users if u.get("permissions") == "full" and u.get("home") in quotas)
+    folder, limit = owner["home"], quotas[owner["home"]]["max_bytes"]
+    as_owner = dataclasses.replace(site, user=owner["name"], password=owner["password"])
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(b"q" * (limit * 6 // 10))
+    second.write_bytes(b"r" * (limit * 6 // 10))
+    before = _quota_used_bytes(NODES[1], folder)
+    first_node, other_node = (site.addresses[node] for node in NODES)
+    uploaded = curl(as_owner, first_node, "-T", str(first), "ftp://SERVER/ha-quota-first.bin")
+    assert uploaded.returncode == 0, uploaded.stderr
+    try:
+        rescan = config["limits"].get("quota_rescan_interval", LimitSettings.quota_rescan_interval)
+        wait_for(
+            "the other node counting the upload",
+            lambda: _quota_used_bytes(NODES[1], folder) >= before + first.stat().st_size,
+            timeout=2 * rescan + 30,
+        )
+        assert _quota_used_bytes(NODES[0], folder) == _quota_used_bytes(NODES[1], folder)
+        refused = curl(
+            as_owner, other_node, "-T", str(second), "ftp://SERVER/ha-quota-second.bin", timeout=60
+        )
+        assert refused.returncode != 0
+        assert "552" in refused.stderr, refused.stderr
+        assert not lab_host(NODES[0]).file(f"{folder}/ha-quota-second.bin").exists
+    finally:
+        curl(as_owner, site.vip, "-Q", "DELE ha-quota-first.bin", "ftp://SERVER/")
+
+
 def test_each_node_announces_the_address_and_its_own_slice(site):
     """The site's passive range in equal slices, in inventory order (README, "HA sites")."""
     start, end = (int(inventory_value(NODES[0], f"ftps_site_passive_port_{e}")) for e in ("start", "end"))
@@ -51,6 +150,28 @@ def test_each_node_announces_the_address_and_its_own_slice(site):
         config = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["server"]
         assert config["masquerade_address"] == site.vip, node
         assert config["passive_ports"] == [start + index * size, start + (index + 1) * size - 1], node
+
+
+def test_the_site_serves_ipv6_clients_on_its_ipv6_address(site, tmp_path):
+    """ftps_site_vip6 moves with the IPv4 address; EPSV names a port only, so the data connection reaches
+    the node's slice on the IPv6 address, and the certificate names that address too (curl checks it)."""
+    vip6 = str(inventory_value(NODES[0], "ftps_site_vip6"))
+    (holder,) = vip_holders(site)
+    assert f" {vip6}/128 " in lab_host(holder).check_output("ip -6 -o address show"), holder
+    payload = tmp_path / "payload6.bin"
+    payload.write_bytes(uuid.uuid4().bytes * 16384)
+    name = f"ha6-{uuid.uuid4().hex[:8]}.bin"
+    server = f"[{vip6}]"
+    try:
+        uploaded = curl(site, server, "-g", "-T", str(payload), f"ftp://SERVER/incoming/{name}")
+        assert uploaded.returncode == 0, uploaded.stderr
+        copy = tmp_path / "copy6.bin"
+        fetched = curl(site, server, "-g", "-v", "-o", str(copy), f"ftp://SERVER/incoming/{name}")
+        assert fetched.returncode == 0, fetched.stderr
+        assert "EPSV" in fetched.stderr
+        assert copy.read_bytes() == payload.read_bytes()
+    finally:
+        curl(site, site.vip, "-Q", f"DELE incoming/{name}", "ftp://SERVER/")
 
 
 def _serving_node(listing: str) -> str:

@@ -62,6 +62,14 @@ def loadbalancer_problems(settings: dict[str, Any]) -> list[str]:
             "ftps_loadbalancer_address must be an IPv4 address (site.yml feeds the site's ftps_site_vip), "
             f"got {settings['address']!r}"
         )
+    if settings["address6"]:
+        try:
+            ipaddress.IPv6Address(str(settings["address6"]))
+        except ValueError:
+            problems.append(
+                "ftps_loadbalancer_address6 must be empty or an IPv6 address (site.yml feeds ftps_site_vip6),"
+                f" got {settings['address6']!r}"
+            )
     problems += _port_problems(settings["control_ports"], settings["nodes"])
     for name in ("check_interval", "check_fall", "check_rise", "maxconn"):
         if settings[name] < 1:

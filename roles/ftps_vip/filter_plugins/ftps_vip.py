@@ -18,6 +18,14 @@ def _ipv4(value: object) -> bool:
     return True
 
 
+def _ipv6(value: object) -> bool:
+    try:
+        ipaddress.IPv6Address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _outside(name: str, value: int, low: int, high: int) -> list[str]:
     return [] if low <= value <= high else [f"{name} must be {low}-{high}, got {value}"]
 
@@ -31,6 +39,12 @@ def vip_problems(settings: dict[str, Any]) -> list[str]:
             f"got {settings['address']!r}"
         )
     problems += _outside("ftps_vip_prefix_length", settings["prefix_length"], 1, 32)
+    if settings["address6"] and not _ipv6(settings["address6"]):
+        problems.append(
+            f"ftps_vip_address6 must be empty or an IPv6 address (site.yml feeds ftps_site_vip6), "
+            f"got {settings['address6']!r}"
+        )
+    problems += _outside("ftps_vip_prefix_length6", settings["prefix_length6"], 1, 128)
     problems += _outside("ftps_vip_router_id", settings["router_id"], 1, 255)
     problems += _outside("ftps_vip_priority", settings["priority"], 1, 254)
     problems += _outside("ftps_vip_advert_interval", settings["advert_interval"], 1, 255)
