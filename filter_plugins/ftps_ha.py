@@ -37,6 +37,11 @@ def passive_slice(start: int, end: int, nodes: Sequence[str], node: str) -> dict
     return {"start": first, "end": first + size - 1}
 
 
+def address(host: str, hostvars: Mapping[str, Mapping[str, Any]]) -> str:
+    """The address other hosts of the site reach host at (and see its connections come from)."""
+    return str(hostvars[host].get("ansible_host") or host)
+
+
 def node_entry(
     node: str, hostvars: Mapping[str, Mapping[str, Any]], start: int, end: int, nodes: Sequence[str]
 ) -> dict[str, Any]:
@@ -44,7 +49,7 @@ def node_entry(
     part = passive_slice(start, end, nodes, node)
     return {
         "name": node,
-        "address": str(hostvars[node].get("ansible_host") or node),
+        "address": address(node, hostvars),
         "passive_port_start": part["start"],
         "passive_port_end": part["end"],
     }
@@ -151,5 +156,6 @@ class FilterModule:
             "ftps_ha_passive_slice": passive_slice,
             "ftps_ha_problems": ha_problems,
             "ftps_ha_node_entry": node_entry,
+            "ftps_ha_address": address,
             "ftps_ha_restricted_port": restricted_port,
         }

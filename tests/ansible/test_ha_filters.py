@@ -67,6 +67,11 @@ def test_the_node_entry_carries_address_and_slice():
     }
 
 
+def test_an_address_is_the_ansible_host_or_else_the_name():
+    """What site.yml gives the nodes as ftps_server_proxy_protocol_from: the load balancers' addresses."""
+    assert [ha.address(host, HOSTVARS) for host in ["n1", "lb1"]] == ["198.18.5.11", "lb1"]
+
+
 @pytest.mark.parametrize("host", ["n1", "lb1", "st", "other"])
 def test_a_well_formed_site_has_no_problems(host):
     assert ha.ha_problems(host, HOSTVARS, GROUPS) == []

@@ -163,6 +163,10 @@ CASES = {
         {"ftps_server_data_root": "/home/ftps", "ftps_server_users": [{**USER, "home": "/home/ftps/a"}]},
         "not under /home, /root or /run/user",
     ),
+    "PROXY v2 sender not an address or network": (
+        {"ftps_server_proxy_protocol_from": ["198.18.0.10", "198.18.0.0/33"]},
+        "ftps_server_proxy_protocol_from[1]: '198.18.0.0/33' is not a network in CIDR",
+    ),
     "masquerade address not IPv4": (
         {"ftps_server_masquerade_address": "ftp.example.com"},
         "ftps_server_masquerade_address (ftp.example.com) empty or an IPv4 address",

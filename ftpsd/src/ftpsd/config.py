@@ -26,6 +26,7 @@ from ftpsd.settings import (
     LimitSettings,
     LoggingSettings,
     MetricsSettings,
+    NetworkSettings,
     QuotaSettings,
     ServerSettings,
     TlsSettings,
@@ -42,6 +43,7 @@ __all__ = [
     "LimitSettings",
     "LoggingSettings",
     "MetricsSettings",
+    "NetworkSettings",
     "QuotaSettings",
     "ServerSettings",
     "TlsSettings",
@@ -187,16 +189,29 @@ def _check_limits(limits: LimitSettings) -> None:
         raise ConfigError("limits.max_connections_per_ip: larger than limits.max_connections")
 
 
-def _allowed_networks(sec: _Section) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """users[i].allowed_networks: CIDR strings, each checked (checks.network); [] allows every address."""
-    value = sec.get("allowed_networks", list, [])
+def _networks(sec: _Section, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDR strings (an address alone: its /32 or /128), each checked (checks.network); [] if absent."""
+    value = sec.get(name, list, [])
     for index, item in enumerate(value):
-        key = f"{sec.key('allowed_networks')}[{index}]"
+        key = f"{sec.key(name)}[{index}]"
         if not isinstance(item, str):
             raise ConfigError(f"{key}: expected str, got {type(item).__name__} {item!r}")
         if problem := checks.network(item):
             raise ConfigError(f"{key}: {problem}")
     return tuple(ipaddress.ip_network(item) for item in value)
+
+
+def _parse_network(data: object) -> NetworkSettings:
+    """[network]: the load balancers that send PROXY v2 headers (README.md, "PROXY protocol")."""
+    sec = _Section("network", data)
+    network = NetworkSettings(
+        proxy_protocol_from=_networks(sec, "proxy_protocol_from"),
+        proxy_header_timeout=sec.get(
+            "proxy_header_timeout", int, NetworkSettings.proxy_header_timeout, checks.positive
+        ),
+    )
+    sec.finish()
+    return network
 
 
 def _parse_users(data: object) -> tuple[User, ...]:
@@ -218,7 +233,7 @@ def _parse_users(data: object) -> tuple[User, ...]:
                 home=sec.get("home", str, check=checks.absolute_path),
                 permissions=resolve_permissions(profile),
                 profile=profile,
-                allowed_networks=_allowed_networks(sec),
+                allowed_networks=_networks(sec, "allowed_networks"),
                 upload_rate=sec.get("upload_rate", int, 0, checks.non_negative),
                 download_rate=sec.get("download_rate", int, 0, checks.non_negative),
             )
@@ -258,7 +273,7 @@ def _parse_quotas(data: object) -> tuple[QuotaSettings, ...]:
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a decoded TOML document; raise ConfigError naming the first bad key."""
     top = _Section("", data)
-    for name in ("server", "limits", "logging", "metrics"):
+    for name in ("server", "limits", "logging", "metrics", "network"):
         top.get(name, dict, {})
     top.get("tls", dict)
     top.get("users", list, [])
@@ -270,6 +285,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         limits=_parse_table("limits", LimitSettings, data.get("limits", {})),
         logging=_parse_table("logging", LoggingSettings, data.get("logging", {})),
         metrics=_parse_table("metrics", MetricsSettings, data.get("metrics", {})),
+        network=_parse_network(data.get("network", {})),
         users=_parse_users(data.get("users")),
         quotas=_parse_quotas(data.get("quotas", [])),
     )

@@ -9,7 +9,9 @@ the time of files it uploaded itself (ownuploads.OwnUploadTimes), a missing path
 (PathReplyCodes), uploads are atomic and resumable (uploads.AtomicUploadCommands), folder quotas
 hold for uploads, deletes and renames (quotas.QuotaCommands), every transfer is logged
 (TransferLogging), paths never leave the home (filesystem.SecureFS), and PASV and PORT are refused on
-IPv6 control connections (families.AddressFamilies). Open sessions and refusals at the limits
+IPv6 control connections (families.AddressFamilies). A PROXY protocol header from an address that is no
+load balancer is refused (proxied.ForgedHeaderRefusal; a load balancer's is read before the handler
+exists). Open sessions and refusals at the limits
 (SessionCount), failed handshakes (tls.HandshakeFailureCount) and transfers (TransferLogging) are reported
 to the metrics (metrics.py). Each mixin comes before TLS_FTPHandler in the bases, so its ``super()`` calls
 reach pyftpdlib.
@@ -35,6 +37,7 @@ from ftpsd.metrics import Metrics
 from ftpsd.offload import Offloader
 from ftpsd.ordering import OrderedReplies
 from ftpsd.ownuploads import OwnUploadTimes
+from ftpsd.proxied import ForgedHeaderRefusal, Networks, ProxiedPassiveDTP
 from ftpsd.quotas import QuotaCommands
 from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.tls import HandshakeFailureCount, TlsMaterial, release_idle_buffers
@@ -188,6 +191,7 @@ class TransferLogging:
 
 
 class FtpsControlHandler(
+    ForgedHeaderRefusal,
     SessionCount,
     HandshakeFailureCount,
     OrderedReplies,
@@ -210,6 +214,7 @@ class FtpsControlHandler(
     permit_foreign_addresses = False
     permit_privileged_ports = False
     dtp_handler = FtpsDataHandler
+    passive_dtp = ProxiedPassiveDTP
     abstracted_fs = SecureFS
     auth_failed_timeout = 1
     max_login_attempts = 3
@@ -223,6 +228,9 @@ class FtpsControlHandler(
     bans: ClassVar[BanTracker]
     offload: ClassVar[Offloader]
     require_session_reuse = True
+    # The load balancers whose connections bring a PROXY v2 header (proxied.py), and how long to wait for it.
+    proxy_protocol_from: ClassVar[Networks] = ()
+    proxy_header_timeout: ClassVar[float] = 5
 
     def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:  # noqa: ANN401
         # Snapshot the users: a SIGHUP must not change the permissions of a running session.
@@ -244,6 +252,14 @@ class FtpsControlHandler(
         if isinstance(self.socket, SSL.Connection):
             release_idle_buffers(self.socket)
             self.tls_sessions.issued_to(self.socket, self)
+
+    def refuse_forged_header(self) -> None:
+        self.log(
+            "connection refused: it sent a PROXY protocol header but is not a load balancer "
+            "(network.proxy_protocol_from)",
+            logfun=logger.warning,
+        )
+        self.close()
 
     def on_disconnect(self) -> None:
         """pyftpdlib calls this after every close, also one forced by an error (close() is skipped then)."""

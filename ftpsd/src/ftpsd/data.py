@@ -7,6 +7,7 @@ Downloads are written as many TLS records at a time as the socket takes; uploads
 committed by uploads.AtomicUploadDTP, which the bases' order below places where it must sit (the MRO
 rule is in uploads.py); throttle.ThrottledTransfer, which holds file transfers to the bandwidth limits,
 sits right above it for the same reason.
+A PROXY protocol header that no load balancer sent is refused before the handshake (proxied.py).
 Its failed handshakes are counted for the metrics like the control channel's (tls.HandshakeFailureCount).
 """
 
@@ -22,6 +23,7 @@ from pyftpdlib.handlers import TLS_DTPHandler
 from pyftpdlib.handlers.ftp.producers import FileProducer
 from pyftpdlib.log import logger as ftp_logger
 
+from ftpsd.proxied import ForgedHeaderRefusal
 from ftpsd.sessions import withhold_tickets
 from ftpsd.throttle import ThrottledTransfer
 from ftpsd.tls import HandshakeFailureCount, write_available
@@ -30,7 +32,9 @@ from ftpsd.uploads import AtomicUploadDTP
 logger = logging.getLogger("ftpsd")
 
 
-class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, ThrottledTransfer, AtomicUploadDTP):
+class FtpsDataHandler(
+    ForgedHeaderRefusal, HandshakeFailureCount, TLS_DTPHandler, ThrottledTransfer, AtomicUploadDTP
+):
     """TLS data channel that insists on resuming a session of its user's control connections."""
 
     # Downloads: bigger file reads and send buffers mean fewer loop iterations per megabyte.
@@ -125,6 +129,17 @@ class FtpsDataHandler(HandshakeFailureCount, TLS_DTPHandler, ThrottledTransfer, 
         # mixin then restores nothing, so re-arm the events the queued transfer is waiting for.
         # (This also puts a connection back on the loop after a wait for a login verdict.)
         self.modify_ioloop_events(self._wanted_io_events)
+
+    def refuse_forged_header(self) -> None:
+        self.cmd_channel.log(
+            "data connection refused: it sent a PROXY protocol header but is not a load balancer "
+            "(network.proxy_protocol_from)",
+            logfun=logger.warning,
+        )
+        self._resp = ("425 Data connection refused: it began with a PROXY protocol header.", ftp_logger.info)
+        self.transfer_finished = False
+        self._error = True  # no TLS shutdown exchange: there is no TLS session
+        self.close()
 
     def _session_owner_decided(self) -> None:
         self._awaiting_session_owner = False

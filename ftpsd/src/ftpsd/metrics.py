@@ -36,7 +36,7 @@ from ftpsd.quotas import Quota
 from ftpsd.tls import TlsMaterial
 
 PORT_KINDS = ("explicit", "implicit")
-REFUSAL_REASONS = ("limit", "per_ip_limit", "banned")
+REFUSAL_REASONS = ("limit", "per_ip_limit", "banned", "proxy_protocol")
 # "error": the password was right but the server could not log the user in (missing home directory) or
 # could not check it at all; neither says anything about the client, so neither is a wrong password.
 LOGIN_RESULTS = ("ok", "wrong_password_or_unknown_user", "not_allowed_network", "banned", "error")

@@ -23,7 +23,17 @@ from pyftpdlib.ioloop import IOLoop
 logger = logging.getLogger("ftpsd")
 
 
-class LoopWaker:
+class ReadEventsOnly:
+    """The part of the dispatcher protocol pyftpdlib's IOLoop uses, for objects it only calls to read."""
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+
+class LoopWaker(ReadEventsOnly):
     """A thread- and signal-safe ``call_soon`` for a pyftpdlib IOLoop."""
 
     def __init__(self, ioloop: IOLoop) -> None:
@@ -43,13 +53,7 @@ class LoopWaker:
         with contextlib.suppress(OSError):
             self._writer.send(b"\0")
 
-    # --- the subset of the dispatcher protocol that pyftpdlib's IOLoop uses
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
-
+    # --- the rest of the dispatcher protocol that pyftpdlib's IOLoop uses
     def handle_read_event(self) -> None:
         try:
             while self._reader.recv(4096):

@@ -35,6 +35,7 @@ from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.ownuploads import RecentUploads
 from ftpsd.partials import sweep, sweep_interval
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
+from ftpsd.proxied import HeaderWait, from_load_balancer
 from ftpsd.quotas import QuotaBook
 from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.throttle import BandwidthLimits
@@ -92,13 +93,33 @@ def prepare(path: str) -> _Prepared:
 
 
 class _Listener(FTPServer):
-    """FTPServer that turns away banned addresses before any handler (or TLS) work is done."""
+    """FTPServer that reads a load balancer's PROXY v2 header first (proxied.py), then turns away banned
+    addresses (the client's, from the header) before any handler (or TLS) work is done."""
 
     bans: BanTracker
     metrics: Metrics
     send_refusal = True
 
     def handle_accepted(self, sock: Any, addr: Any) -> Any:  # noqa: ANN401
+        handler = self.handler
+        if not from_load_balancer(handler.proxy_protocol_from, addr[0]):
+            return self._admit(sock, addr)
+
+        def refuse(reason: str) -> None:
+            self.metrics.connection_refused("proxy_protocol")
+            logger.warning(
+                "refused connection from load balancer %s:%s without a valid PROXY v2 header: %s",
+                addr[0],
+                addr[1],
+                reason,
+            )
+
+        HeaderWait(
+            sock, addr, self.ioloop, timeout=handler.proxy_header_timeout, admit=self._admit, refuse=refuse
+        )
+        return None
+
+    def _admit(self, sock: Any, addr: Any) -> Any:  # noqa: ANN401
         if self.bans.is_banned(addr[0]):
             self.metrics.connection_refused("banned")
             logger.warning("refused connection from banned address %s:%s", addr[0], addr[1])
@@ -230,6 +251,8 @@ class Server:
             cls.timeout = limits.idle_timeout
             cls.passive_ports = list(range(first, last + 1))
             cls.masquerade_address = server.masquerade_address or None
+            cls.proxy_protocol_from = config.network.proxy_protocol_from
+            cls.proxy_header_timeout = config.network.proxy_header_timeout
         self.data_cls.timeout = limits.data_timeout
         self.data_cls.metrics = self.metrics
         self.data_cls.bandwidth = self.bandwidth

@@ -38,6 +38,15 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """Which peers are load balancers that send a PROXY protocol v2 header (proxied.py); none by default."""
+
+    proxy_protocol_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Seconds a load balancer's connection may take to deliver its header before it is closed.
+    proxy_header_timeout: int = 5
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     """The TLS policy: only the key pair is required, the rest defaults to Mozilla's intermediate."""
 
@@ -129,6 +138,7 @@ class Config:
     limits: LimitSettings
     logging: LoggingSettings
     metrics: MetricsSettings = MetricsSettings()
+    network: NetworkSettings = NetworkSettings()
     users: tuple[User, ...] = field(default_factory=tuple)
     quotas: tuple[QuotaSettings, ...] = field(default_factory=tuple)
 

@@ -185,11 +185,7 @@ def data_problems(users: list[dict[str, Any]], folders: list[dict[str, Any]], da
                 f"{where}: home {home!r} is outside ftps_server_data_root {data_root!r}; "
                 "use an absolute path inside it"
             )
-        problems.extend(
-            f"{where}: allowed_networks[{position}]: {problem}"
-            for position, network in enumerate(user.get("allowed_networks") or [])
-            if (problem := _ftpsd("configchecks").network(network))
-        )
+        problems.extend(network_problems(user.get("allowed_networks") or [], f"{where}: allowed_networks"))
     for index, folder in enumerate(folders):
         if _outside(folder["path"], data_root):
             problems.append(
@@ -197,6 +193,16 @@ def data_problems(users: list[dict[str, Any]], folders: list[dict[str, Any]], da
                 f"{data_root!r}; use an absolute path inside it"
             )
     return problems
+
+
+def network_problems(networks: list[str], name: str) -> list[str]:
+    """One sentence per entry that ftpsd would refuse as a network (an address alone is its /32 or /128),
+    naming the variable and the entry's position: ftpsd's own check (configchecks.network) says why."""
+    return [
+        f"{name}[{position}]: {problem}"
+        for position, network in enumerate(networks)
+        if (problem := _ftpsd("configchecks").network(str(network)))
+    ]
 
 
 def quota_problems(
@@ -292,6 +298,7 @@ class FilterModule:
             "ftps_server_capabilities": capabilities,
             "ftps_server_present_users": present_users,
             "ftps_server_data_problems": data_problems,
+            "ftps_server_network_problems": network_problems,
             "ftps_server_admitted": admitted,
             "ftps_server_folder_plan": folder_plan,
             "ftps_server_ip_version": ip_version,
