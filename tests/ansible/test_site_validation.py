@@ -249,6 +249,14 @@ CASES = {
         {"ftps_server_metrics_listen_address": "0.0.0.0", "ftps_monitoring_networks": ["198.18.0.1/24"]},
         "firewall_restricted_tcp_ports[0] (port 9821): sources[0]: '198.18.0.1/24' is not a network",
     ),
+    "drain timeout not a number of seconds": (
+        {"ftps_rollout_drain_timeout": "5m"},
+        "ftps_rollout_drain_timeout must be a whole number of seconds >= 0",
+    ),
+    "enable timeout zero": (
+        {"ftps_rollout_enable_timeout": 0},
+        "ftps_rollout_enable_timeout must be a whole number of seconds > 0",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",
