@@ -23,7 +23,7 @@ from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 SITE_YML = PROJECT / "site.yml"
 # A metrics port of the unit (ftpsd.service.j2 names the sockets ftpsd binds at start): changing it changes
 # the unit, so every node is restarted, as a new ftpsd release restarts it. The scenario keeps the default.
-RESTARTING_CHANGE = ("-e", "ftps_server_metrics_port=9822")
+RESTARTING_CHANGE = ("-e", '{"ftps_server_metrics_port": 9822}')  # JSON: a number, not a string
 PAUSE = 0.3  # between two logins of the client loop
 CHUNK = 1 << 20
 # HAProxy's check (inter 2 s, fall 2) takes a dead node out within about 4 s; a reconnect comes before that.
