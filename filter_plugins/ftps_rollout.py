@@ -1,4 +1,5 @@
-"""Rollout planning for site.yml: site by site, a canary host first, then the rest of the site in batches."""
+"""Rollout planning for site.yml: site by site, a canary host first, then the rest of the site in batches;
+the nodes of an HA site one at a time, so that the others serve the site's address meanwhile."""
 
 from __future__ import annotations
 
@@ -32,12 +33,17 @@ def rollout_batches(
 
     A batch never spans two sites, so a failure stops the rollout inside the site where it happened and
     every later site stays untouched. `batch_size` is a host count or a percentage of the site's
-    remaining hosts.
+    remaining hosts. An HA site (a host of it has `ftps_site_vip`) goes one node at a time whatever the
+    settings: site.yml drains each node on the load balancers while it is updated, and two drained at
+    once could leave the address without a node.
     """
     if not isinstance(canary, int) or canary < 0:
         raise AnsibleFilterError(f"ftps_rollout_canary must be a whole number >= 0, got {canary!r}")
     batches: list[int] = []
     for _site, members in site_runs(hosts, hostvars):
+        if any(hostvars[host].get("ftps_site_vip") for host in members):
+            batches.extend([1] * len(members))
+            continue
         first = min(canary, len(members))
         if first:
             batches.append(first)

@@ -257,6 +257,14 @@ CASES = {
         {"ftps_server_uid": 0},
         "ftps_server_uid and ftps_server_gid must be null (the system picks) or ids from 1 to 4294967294",
     ),
+    "drain timeout not a number of seconds": (
+        {"ftps_rollout_drain_timeout": "5m"},
+        "ftps_rollout_drain_timeout must be a whole number of seconds >= 0",
+    ),
+    "enable timeout zero": (
+        {"ftps_rollout_enable_timeout": 0},
+        "ftps_rollout_enable_timeout must be a whole number of seconds > 0",
+    ),
     "no present user": (
         {"ftps_server_users": [{"name": "gone", "state": "absent"}]},
         "ftps_server_users has no present user",

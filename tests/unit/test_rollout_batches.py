@@ -78,3 +78,34 @@ def test_every_host_is_in_exactly_one_batch_canary_first_per_site():
 def test_bad_settings_are_refused_with_the_variable_name(canary, batch_size, message):
     with pytest.raises(AnsibleFilterError, match=message):
         batches(["bj-1", "bj-2"], HOSTVARS, canary=canary, batch_size=batch_size)
+
+
+HA_HOSTVARS = {
+    **HOSTVARS,
+    "ha-1": {"ftps_site": "frankfurt", "ftps_site_vip": "192.0.2.100"},
+    "ha-2": {"ftps_site": "frankfurt", "ftps_site_vip": "192.0.2.100"},
+    "ha-3": {"ftps_site": "frankfurt", "ftps_site_vip": "192.0.2.100"},
+}
+
+
+def test_an_ha_site_goes_one_node_at_a_time_whatever_the_batch_settings():
+    hosts = ["bj-1", "bj-2", "bj-3", "ha-1", "ha-2", "ha-3", "sh-1", "sh-2"]
+    sizes = batches(hosts, HA_HOSTVARS, canary=2, batch_size="100%")
+    assert hosts_by_batch(hosts, sizes) == [
+        ["bj-1", "bj-2"],
+        ["bj-3"],
+        ["ha-1"],
+        ["ha-2"],
+        ["ha-3"],
+        ["sh-1", "sh-2"],
+    ]
+
+
+def test_an_empty_site_address_is_not_an_ha_site():
+    """ftps_site_vip: "" (the default of a site without one) leaves the site's batches as they were."""
+    hostvars = {name: {"ftps_site": "plain", "ftps_site_vip": ""} for name in ("p-1", "p-2", "p-3")}
+    assert batches(list(hostvars), hostvars, canary=1, batch_size="100%") == [1, 2]
+
+
+def test_an_ha_site_with_canary_zero_still_goes_one_by_one():
+    assert batches(["ha-1", "ha-2"], HA_HOSTVARS, canary=0, batch_size=5) == [1, 1]
