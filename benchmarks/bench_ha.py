@@ -31,16 +31,14 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from labbench import REPO, BenchError, Lab, log, on_sigterm, playbook_env, run_playbook
+from labbench import REPO, BenchError, Lab, log, playbook_env, run_benchmark, run_playbook
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 import labtool  # the lab tool's own module: where each host's cgroup is
@@ -291,36 +289,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        log("must run as root: the lab tool creates namespaces, mounts and network interfaces")
-        return 2
-    signal.signal(signal.SIGTERM, on_sigterm)
-    base = Path(tempfile.mkdtemp(prefix="bench-ha-"))
-    log_dir = args.keep_log or base / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     measurements: list[Measurement] = []
-    status = 0
-    try:
-        generated = LAB.boot([*LOADBALANCERS, STORAGE, *NODES], base / "lab-inventory.json")
-        write_inventory(base / "inventory-prepare", generated, NODES, base / "wheels")
-        log("installing HAProxy, keepalived and GlusterFS from the controller (molecule/ha's prepare step)")
-        env = playbook_env(base, base / "cp-prepare", MOLECULE_EPHEMERAL_DIRECTORY=str(base))
-        run_playbook(PREPARE, base / "inventory-prepare", log_dir / "prepare.log", env)
-        for size in args.sizes:
-            measurements.append(measure(size, args, base, generated, log_dir))
-    except BenchError as error:
-        log(f"error: {error}")
-        status = 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        status = 130
-    finally:
+
+    def measure_sizes(base: Path, log_dir: Path) -> None:
         try:
+            generated = LAB.boot([*LOADBALANCERS, STORAGE, *NODES], base / "lab-inventory.json")
+            write_inventory(base / "inventory-prepare", generated, NODES, base / "wheels")
+            log("installing HAProxy, keepalived and GlusterFS from the controller (molecule/ha's prepare)")
+            env = playbook_env(base, base / "cp-prepare", MOLECULE_EPHEMERAL_DIRECTORY=str(base))
+            run_playbook(PREPARE, base / "inventory-prepare", log_dir / "prepare.log", env)
+            for size in args.sizes:
+                measurements.append(measure(size, args, base, generated, log_dir))
+        finally:
             LAB.teardown()
-        except BenchError as error:
-            log(f"error: {error}")
-            status = status or 1
-        shutil.rmtree(base, ignore_errors=True)
+
+    status = run_benchmark("bench-ha", args.keep_log, measure_sizes)
     if measurements:
         print(format_table(measurements, args.clients))
     return status

@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +38,9 @@ from labbench import (
     Lab,
     PlaybookRun,
     log,
-    on_sigterm,
     parse_recap,
     playbook_env,
+    run_benchmark,
     run_playbook,
 )
 
@@ -220,26 +217,13 @@ def report(measurements: list[Measurement]) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        log("must run as root: the lab tool creates namespaces, mounts and network interfaces")
-        return 2
-    signal.signal(signal.SIGTERM, on_sigterm)
-    work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-    log_dir = args.keep_log or work / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     measurements: list[Measurement] = []
-    status = 0
-    try:
+
+    def measure_sizes(work: Path, log_dir: Path) -> None:
         for count in args.sizes:
             measurements.append(measure(count, work, log_dir))
-    except BenchError as error:
-        log(f"error: {error}")
-        status = 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        status = 130
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    status = run_benchmark("bench-rollout", args.keep_log, measure_sizes)
     return report(measurements) or status
 
 

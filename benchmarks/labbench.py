@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +176,27 @@ def run_playbook(playbook: str, inventory: Path, log_file: Path, env: dict[str, 
             f"{playbook} failed (exit {proc.returncode}, hosts {broken}); log {log_file}:\n{tail}"
         )
     return PlaybookRun(seconds, recap, log_file)
+
+
+def run_benchmark(name: str, keep_log: Path | None, body: Callable[[Path, Path], None]) -> int:
+    """Run body(work, log_dir) as root in a temporary folder: 0, or 1 on BenchError, 130 on Ctrl-C or
+    SIGTERM, 2 when not root. body tears its labs down itself; what it measured before a failure stays
+    with the caller to print."""
+    if os.geteuid() != 0:
+        log("must run as root: the lab tool creates namespaces, mounts and network interfaces")
+        return 2
+    signal.signal(signal.SIGTERM, on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    log_dir = keep_log or work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        body(work, log_dir)
+    except BenchError as error:
+        log(f"error: {error}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
