@@ -60,12 +60,12 @@ def restricted_port(port: int, sources: Sequence[str]) -> dict[str, Any]:
     return {"port": int(port), "sources": list(sources)}
 
 
-def _ipv4(value: object) -> bool:
+def _is_ip(value: object, version: int) -> bool:
+    """Whether value is an address of this IP version (4 or 6)."""
     try:
-        ipaddress.IPv4Address(str(value))
+        return ipaddress.ip_address(str(value)).version == version
     except ValueError:
         return False
-    return True
 
 
 def shared_account_problems(
@@ -87,14 +87,6 @@ def shared_account_problems(
                 f"{variable} of {host} is {value}, other nodes of its site have {', '.join(others)}: use one"
             )
     return problems
-
-
-def _ipv6(value: object) -> bool:
-    try:
-        ipaddress.IPv6Address(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def ha_problems(
@@ -119,10 +111,10 @@ def ha_problems(
         problems.append(f"{host} ({ha_function[0]}) serves site {site}, which has no host in ftps_servers")
     if not vip:
         return problems
-    if not _ipv4(vip):
+    if not _is_ip(vip, 4):
         problems.append(f"ftps_site_vip must be an IPv4 address (PASV carries IPv4 only), got {vip!r}")
     vip6 = str(own.get("ftps_site_vip6") or "")
-    if vip6 and not _ipv6(vip6):
+    if vip6 and not _is_ip(vip6, 6):
         problems.append(
             f"ftps_site_vip6 must be empty or an IPv6 address (EPSV clients use it), got {vip6!r}"
         )

@@ -13,12 +13,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TIME = re.compile(r"^[0-9]+(us|ms|s|m|h|d)?$")
 
 
-def _ipv4(value: object) -> bool:
+def _is_ip(value: object, version: int) -> bool:
+    """Whether value is an address of this IP version (4 or 6)."""
     try:
-        ipaddress.IPv4Address(str(value))
+        return ipaddress.ip_address(str(value)).version == version
     except ValueError:
         return False
-    return True
 
 
 def _port_problems(ports: list[int], nodes: list[dict[str, Any]]) -> list[str]:
@@ -57,19 +57,16 @@ def _port_problems(ports: list[int], nodes: list[dict[str, Any]]) -> list[str]:
 def loadbalancer_problems(settings: dict[str, Any]) -> list[str]:
     """One sentence per problem; settings are the role's variables without their ftps_loadbalancer_ prefix."""
     problems: list[str] = []
-    if not _ipv4(settings["address"]):
+    if not _is_ip(settings["address"], 4):
         problems.append(
             "ftps_loadbalancer_address must be an IPv4 address (site.yml feeds the site's ftps_site_vip), "
             f"got {settings['address']!r}"
         )
-    if settings["address6"]:
-        try:
-            ipaddress.IPv6Address(str(settings["address6"]))
-        except ValueError:
-            problems.append(
-                "ftps_loadbalancer_address6 must be empty or an IPv6 address (site.yml feeds ftps_site_vip6),"
-                f" got {settings['address6']!r}"
-            )
+    if settings["address6"] and not _is_ip(settings["address6"], 6):
+        problems.append(
+            "ftps_loadbalancer_address6 must be empty or an IPv6 address (site.yml feeds ftps_site_vip6),"
+            f" got {settings['address6']!r}"
+        )
     problems += _port_problems(settings["control_ports"], settings["nodes"])
     for name in ("check_interval", "check_fall", "check_rise", "maxconn"):
         if settings[name] < 1:

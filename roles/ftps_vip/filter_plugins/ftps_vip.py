@@ -10,20 +10,12 @@ from typing import Any
 _UNIT = re.compile(r"^[A-Za-z0-9@._-]+$")
 
 
-def _ipv4(value: object) -> bool:
+def _is_ip(value: object, version: int) -> bool:
+    """Whether value is an address of this IP version (4 or 6)."""
     try:
-        ipaddress.IPv4Address(str(value))
+        return ipaddress.ip_address(str(value)).version == version
     except ValueError:
         return False
-    return True
-
-
-def _ipv6(value: object) -> bool:
-    try:
-        ipaddress.IPv6Address(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def _outside(name: str, value: int, low: int, high: int) -> list[str]:
@@ -33,13 +25,13 @@ def _outside(name: str, value: int, low: int, high: int) -> list[str]:
 def vip_problems(settings: dict[str, Any]) -> list[str]:
     """One sentence per problem; settings are the role's variables without their ftps_vip_ prefix."""
     problems: list[str] = []
-    if not _ipv4(settings["address"]):
+    if not _is_ip(settings["address"], 4):
         problems.append(
             f"ftps_vip_address must be an IPv4 address (site.yml feeds the site's ftps_site_vip), "
             f"got {settings['address']!r}"
         )
     problems += _outside("ftps_vip_prefix_length", settings["prefix_length"], 1, 32)
-    if settings["address6"] and not _ipv6(settings["address6"]):
+    if settings["address6"] and not _is_ip(settings["address6"], 6):
         problems.append(
             f"ftps_vip_address6 must be empty or an IPv6 address (site.yml feeds ftps_site_vip6), "
             f"got {settings['address6']!r}"
@@ -53,7 +45,7 @@ def vip_problems(settings: dict[str, Any]) -> list[str]:
     problems += [
         f"ftps_vip_unicast_peers[{index}]: {peer!r} is not an IPv4 address"
         for index, peer in enumerate(settings["unicast_peers"])
-        if not _ipv4(peer)
+        if not _is_ip(peer, 4)
     ]
     if settings["address"] in settings["unicast_peers"]:
         problems.append("ftps_vip_unicast_peers lists the floating address; list the peers' own addresses")
