@@ -12,11 +12,13 @@ import ftplib
 import io
 import ipaddress
 import json
+import select
 import socket
 import ssl
 import struct
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,18 +80,29 @@ class Proxied(FTPS):
         return self.context.wrap_socket(conn, server_hostname=self.host, session=session), None
 
 
-@pytest.fixture
-def srv(tmp_path: Path) -> Iterator[ServerProcess]:
-    setup = new_setup(tmp_path / "srv", implicit=True, ban_after_failures=3, max_connections_per_ip=100)
+@contextmanager
+def proxied_server(root: Path, header_timeout: int = 2, **limits: int) -> Iterator[ServerProcess]:
+    """A server that takes headers from BALANCER; the reader may log in from 203.0.113.0/24 only."""
+    setup = new_setup(
+        root, implicit=True, **({"ban_after_failures": 3, "max_connections_per_ip": 100} | limits)
+    )
     setup.listen_address = "::"
     config = setup.render().replace(
         'name = "reader"\n', 'name = "reader"\nallowed_networks = ["203.0.113.0/24"]\n'
     )
-    config += f'[network]\nproxy_protocol_from = ["{BALANCER}"]\nproxy_header_timeout = 2\n'
+    config += f'[network]\nproxy_protocol_from = ["{BALANCER}"]\nproxy_header_timeout = {header_timeout}\n'
     setup.config_path.write_text(config)
     proc = ServerProcess(setup)
-    yield proc
-    proc.stop()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[ServerProcess]:
+    with proxied_server(tmp_path / "srv") as proc:
+        yield proc
 
 
 def login(
@@ -264,3 +277,48 @@ def test_data_connection_with_a_forged_header_is_refused(srv: ServerProcess) -> 
     assert transfer_refused(ftp) == "425 Data connection refused: it began with a PROXY protocol header."
     ftp.close()
     srv.wait_log("data connection refused: it sent a PROXY protocol header but is not a load balancer")
+
+
+MAX_CONNECTIONS = 8
+FLOOD = 14
+
+
+def answered_at_once(socks: list[socket.socket], within: float = 2) -> dict[socket.socket, bytes]:
+    """The connections the server answered or closed within ``within`` s, with what each received; the
+    header timeout of the server under test is far longer, so the others are waiting for a header."""
+    readable, _, _ = select.select(socks, [], [], within)
+    time.sleep(0.2)  # the rest of a burst of refusals
+    readable = set(readable) | set(select.select(socks, [], [], 0)[0])
+    return {sock: closed_unanswered(sock, within=1) for sock in readable}
+
+
+def test_connections_waiting_for_a_header_count_against_max_connections(tmp_path: Path) -> None:
+    """A host of the load balancers' network that opens connections and sends nothing cannot hold more
+    sockets than max_connections: beyond it the explicit port says 421 and closes, the implicit port and
+    passive data connections close unanswered; the server then serves as before."""
+    limits = {"max_connections": MAX_CONNECTIONS, "max_connections_per_ip": MAX_CONNECTIONS}
+    with proxied_server(tmp_path / "srv", header_timeout=30, **limits) as srv:
+        for port, reply in (
+            (srv.setup.explicit_port, b"421 Too many connections"),
+            (srv.setup.implicit_port, b""),
+        ):
+            with ExitStack() as held:
+                socks = [held.enter_context(raw_from(BALANCER, port)) for _ in range(FLOOD)]
+                refused = answered_at_once(socks)
+                assert FLOOD - len(refused) < MAX_CONNECTIONS  # the listeners hold sockets of the limit too
+                assert len(refused) > FLOOD - MAX_CONNECTIONS
+                assert all(received.startswith(reply) for received in refused.values()), refused
+            srv.wait_log("refused connection from load balancer ::ffff:127.0.0.1:")
+        assert "max_connections reached" in srv.log()
+
+        ftp = login(srv, ("203.0.113.16", 40013), "fbt_admin")  # the waits ended with their connections
+        _host, port = ftp.makepasv()
+        with ExitStack() as held:
+            socks = [held.enter_context(raw_from(BALANCER, port)) for _ in range(FLOOD)]
+            refused = answered_at_once(socks)
+            assert len(refused) > FLOOD - MAX_CONNECTIONS
+            assert set(refused.values()) == {b""}
+        srv.wait_log("data connection from load balancer ::ffff:127.0.0.1:")
+        assert "refused: max_connections reached" in srv.log()
+        assert ftp.nlst() is not None
+        ftp.quit()

@@ -11,7 +11,10 @@ protocol"):
   place that asks for the client's address (bans, per-IP limits, allowed networks, the data connection's
   origin check, TLS contexts, logs, the transfer log) gets the client's without being changed;
 * a connection from any other address that starts with a PROXY header (``ForgedHeaderRefusal``) is refused
-  and logged instead of being taken for a garbage FTP command or a failed TLS handshake.
+  and logged instead of being taken for a garbage FTP command or a failed TLS handshake;
+* a connection waiting for its header holds a socket like a session does, so ``limits.max_connections``
+  bounds the waits too (``no_room_for``): without it a host of a listed network could hold any number of
+  sockets open for ``proxy_header_timeout`` each.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ Address = tuple[Any, ...]  # a socket address: (host, port) or (host, port, flow
 def from_load_balancer(networks: Networks, address: str) -> bool:
     """Whether a connection from address must bring a PROXY v2 header; no networks: none must."""
     return bool(networks) and admits(networks, address)
+
+
+def no_room_for(ioloop: Any, max_connections: int) -> bool:  # noqa: ANN401 - pyftpdlib IOLoop
+    """Whether a new connection from a load balancer would pass max_connections while it waits for its header.
+
+    pyftpdlib counts every registered socket against max_cons, but only when a session starts, that is after
+    the header: checked before the wait begins, the limit holds for the waits as well.
+    """
+    return bool(max_connections) and len(ioloop.socket_map) >= max_connections
 
 
 class ProxiedSocket(socket.socket):
@@ -152,6 +164,13 @@ class ProxiedPassiveDTP(PassiveDTP):
         cmd = self.cmd_channel
         if not from_load_balancer(cmd.proxy_protocol_from, addr[0]):
             super().handle_accepted(sock, addr)
+            return
+        if no_room_for(self.ioloop, cmd.server.max_cons):
+            sock.close()
+            cmd.metrics.connection_refused("limit")
+            cmd.log(
+                f"data connection from load balancer {addr[0]}:{addr[1]} refused: max_connections reached"
+            )
             return
 
         def refuse(reason: str) -> None:

@@ -35,7 +35,7 @@ from ftpsd.offload import LoopWaker, Offloader
 from ftpsd.ownuploads import RecentUploads
 from ftpsd.partials import sweep, sweep_interval
 from ftpsd.passwords import keep_kdf_memory_off_the_heap
-from ftpsd.proxied import HeaderWait, from_load_balancer
+from ftpsd.proxied import HeaderWait, from_load_balancer, no_room_for
 from ftpsd.quotas import QuotaBook
 from ftpsd.sessions import ContextsByAddress, SessionOwners
 from ftpsd.throttle import BandwidthLimits
@@ -45,6 +45,7 @@ from ftpsd.transferlog import TransferLog
 logger = logging.getLogger("ftpsd")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _BANNED_REPLY = b"421 Too many failed logins from your address; try again later.\r\n"
+_FULL_REPLY = b"421 Too many connections. Service temporarily unavailable.\r\n"  # pyftpdlib's max_cons reply
 
 
 class StartupError(RuntimeError):
@@ -104,6 +105,11 @@ class _Listener(FTPServer):
         handler = self.handler
         if not from_load_balancer(handler.proxy_protocol_from, addr[0]):
             return self._admit(sock, addr)
+        if no_room_for(self.ioloop, self.max_cons):
+            self.metrics.connection_refused("limit")
+            logger.warning("refused connection from load balancer %s:%s: max_connections reached", *addr[:2])
+            self._turn_away(sock, _FULL_REPLY)
+            return None
 
         def refuse(reason: str) -> None:
             self.metrics.connection_refused("proxy_protocol")
@@ -123,12 +129,16 @@ class _Listener(FTPServer):
         if self.bans.is_banned(addr[0]):
             self.metrics.connection_refused("banned")
             logger.warning("refused connection from banned address %s:%s", addr[0], addr[1])
-            if self.send_refusal:
-                with contextlib.suppress(OSError):
-                    sock.send(_BANNED_REPLY)
-            sock.close()
+            self._turn_away(sock, _BANNED_REPLY)
             return None
         return super().handle_accepted(sock, addr)
+
+    def _turn_away(self, sock: Any, reply: bytes) -> None:  # noqa: ANN401
+        """Close a connection before any session work; the explicit port first says why (TLS not begun)."""
+        if self.send_refusal:
+            with contextlib.suppress(OSError):
+                sock.send(reply)
+        sock.close()
 
 
 def _bind(address: str, port: int) -> socket.socket | tuple[str, int]:
