@@ -250,6 +250,36 @@ def test_glusterd_refuses_the_load_balancers(site):
     lab_host(LOADBALANCERS[0]).run_expect([1], f'python3 -c "{probe}"')
 
 
+def _connection_from(host: str, address: str, port: int) -> str:
+    """What a TCP connection from the lab host to address:port meets: "open" (accepted), "refused" (a reset:
+    the firewall let it through to a port nobody listens on) or "dropped" (no answer within 3 s)."""
+    probe = (
+        "import socket\n"
+        "try:\n"
+        f" socket.create_connection(('{address}', {port}), timeout=3); print('open')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except TimeoutError: print('dropped')\n"
+    )
+    return lab_host(host).check_output(f"python3 -c {shlex.quote(probe)}")
+
+
+def test_a_node_serves_ftp_to_its_load_balancers_and_the_controller_only(site):
+    """A node's control ports and passive slice: from the load balancers (which bring the clients) and from
+    the controller (the health gate), not from another host of the site; SSH stays open to all."""
+    node, address = NODES[0], site.addresses[NODES[0]]
+    config = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["server"]
+    ports = [port for port in (config["explicit_port"], config["implicit_port"]) if port]
+    passive = config["passive_ports"][0]  # nobody listens there while no transfer waits
+    for port in [*ports, passive]:
+        for other in (STORAGE, NODES[1]):
+            assert _connection_from(other, address, port) == "dropped", f"{node}:{port} from {other}"
+    for port in ports:
+        assert _connection_from(LOADBALANCERS[1], address, port) == "open", f"{node}:{port} from the LB"
+        assert _reachable(address, port), f"{node}:{port} from the controller"
+    assert _connection_from(LOADBALANCERS[1], address, passive) == "refused", "the LB passes the firewall"
+    assert _connection_from(STORAGE, address, 22) == "open", "SSH is open to every host"
+
+
 def _vrrp_advert(router_id: int, priority: int, address: str) -> bytes:
     """A VRRPv2 advertisement (RFC 3768) for one address, with its checksum."""
     body = bytes([0x21, router_id, priority, 1, 0, 1, 0, 0]) + socket.inet_aton(address) + bytes(8)
