@@ -55,6 +55,26 @@ def node_entry(
     }
 
 
+def host_network(value: str) -> str:
+    """A firewall source for an address (a.b.c.d/32, x::y/128); a network in CIDR notation stays as it is."""
+    if "/" in str(value):
+        return str(value)
+    return str(ipaddress.ip_network(str(value)))
+
+
+def direct_network_problems(networks: object) -> list[str]:
+    """ftps_site_direct_networks: a list of CIDR networks, by ftpsd's rule for allowed_networks."""
+    if not isinstance(networks, list):
+        return [f"ftps_site_direct_networks must be a list of networks in CIDR notation, got {networks!r}"]
+    from ftpsd.configchecks import network  # noqa: PLC0415 - the toolkit's one definition of a network
+
+    return [
+        f"ftps_site_direct_networks[{position}]: {problem}"
+        for position, value in enumerate(networks)
+        if (problem := network(str(value)))
+    ]
+
+
 def restricted_port(port: int, sources: Sequence[str]) -> dict[str, Any]:
     """A firewall_restricted_tcp_ports entry."""
     return {"port": int(port), "sources": list(sources)}
@@ -136,6 +156,7 @@ def ha_problems(
         if not site_hosts(groups.get("ftps_loadbalancers", []), hostvars, site):
             problems.append(f"ftps_site_vip is set for site {site}, but no ftps_loadbalancers host serves it")
         problems.extend(shared_account_problems(host, hostvars, nodes))
+        problems.extend(direct_network_problems(own.get("ftps_site_direct_networks", [])))
     return problems
 
 
@@ -150,4 +171,5 @@ class FilterModule:
             "ftps_ha_node_entry": node_entry,
             "ftps_ha_address": address,
             "ftps_ha_restricted_port": restricted_port,
+            "ftps_ha_host_network": host_network,
         }

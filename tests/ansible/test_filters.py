@@ -174,9 +174,38 @@ def test_firewall_restricted_problems(restricted, expected):
 
 def test_firewall_restricted_rules_split_the_families():
     assert firewall.restricted_rules([METRICS]) == [
-        {"port": 9821, "family": "ipv4", "source": "198.18.0.5/32"},
-        {"port": 9821, "family": "ipv6", "source": "2001:2::/48"},
+        {"port": "9821", "family": "ipv4", "source": "198.18.0.5/32"},
+        {"port": "9821", "family": "ipv6", "source": "2001:2::/48"},
     ]
+
+
+SLICE = {"start": 50000, "end": 50999, "sources": ["198.18.0.2/32"]}
+
+
+def test_firewall_restricted_ranges_are_written_start_end():
+    assert firewall.restricted_rules([], [SLICE]) == [
+        {"port": "50000-50999", "family": "ipv4", "source": "198.18.0.2/32"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "expected"),
+    [
+        ([SLICE], []),
+        ([{**SLICE, "start": 51000}], ["range 51000-50999): start is above end"]),
+        ([{**SLICE, "start": 65000, "end": 70000}], ["ports must be 1-65535"]),
+        ([SLICE, {**SLICE, "start": 50999, "end": 51000}], ["[1] (range 50999-51000): listed twice"]),
+        ([{**SLICE, "start": 9800, "end": 9830}], ["range 9800-9830): listed twice"]),
+        ([{**SLICE, "start": 20, "end": 30}], ["range 20-30): already open to everyone"]),
+        ([{**SLICE, "start": 59000, "end": 61000}], ["already open to everyone"]),
+        ([{**SLICE, "sources": []}], ["sources is empty"]),
+    ],
+)
+def test_firewall_restricted_range_problems(ranges, expected):
+    problems = firewall.restricted_problems([METRICS], [22, 21], [{"start": 60000, "end": 60010}], ranges)
+    assert len(problems) == len(expected), problems
+    for problem, fragment in zip(problems, expected, strict=True):
+        assert fragment in problem
 
 
 def test_permission_rules_come_from_ftpsd_itself():

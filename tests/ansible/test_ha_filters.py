@@ -72,6 +72,12 @@ def test_an_address_is_the_ansible_host_or_else_the_name():
     assert [ha.address(host, HOSTVARS) for host in ["n1", "lb1"]] == ["198.18.5.11", "lb1"]
 
 
+def test_a_host_network_is_the_address_alone_and_a_network_stays():
+    """The firewall sources of an HA node: load balancers and the controller by address, direct networks."""
+    values = ["198.18.5.1", "2001:2::c8", "198.18.0.0/24"]
+    assert [ha.host_network(v) for v in values] == ["198.18.5.1/32", "2001:2::c8/128", "198.18.0.0/24"]
+
+
 @pytest.mark.parametrize("host", ["n1", "lb1", "st", "other"])
 def test_a_well_formed_site_has_no_problems(host):
     assert ha.ha_problems(host, HOSTVARS, GROUPS) == []
@@ -91,6 +97,18 @@ def test_a_well_formed_site_has_no_problems(host):
         ("st", {"ftps_site": ""}, GROUPS, "st is in ftps_storage but has no ftps_site"),
         ("n1", {}, {**GROUPS, "ftps_storage": ["st", "n1"]}, "n1 is in ftps_servers and ftps_storage"),
         ("n1", {"ftps_server_uid": None}, GROUPS, "ftps_server_uid: n1 is a node of an HA site"),
+        (
+            "n1",
+            {"ftps_site_direct_networks": "198.18.0.0/24"},
+            GROUPS,
+            "ftps_site_direct_networks must be a list",
+        ),
+        (
+            "n1",
+            {"ftps_site_direct_networks": ["198.18.0.0/24", "198.18.0.1/24"]},
+            GROUPS,
+            "ftps_site_direct_networks[1]: '198.18.0.1/24' is not a network",
+        ),
         (
             "n1",
             {"ftps_server_gid": 998},

@@ -78,6 +78,11 @@ def vip_holders(site: Site) -> list[str]:
     ]
 
 
+def journal(node: str, since: float) -> str:
+    """ftpsd's log lines on a node since a time.time() value."""
+    return lab_host(node).check_output(f"journalctl -u ftpsd --since @{int(since)} --no-pager -o cat")
+
+
 def wait_for(what: str, check, timeout: float) -> float:
     """Poll check() every 0.2 s until it is true; the seconds it took. Fails naming what did not happen."""
     start = time.monotonic()

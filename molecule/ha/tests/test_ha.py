@@ -13,7 +13,7 @@ import time
 import tomllib
 import uuid
 
-from conftest import CURL_ENV, LOADBALANCERS, NODES, STORAGE, curl, curl_argv, vip_holders, wait_for
+from conftest import CURL_ENV, LOADBALANCERS, NODES, STORAGE, curl, curl_argv, journal, vip_holders, wait_for
 from ftpsd.settings import LimitSettings
 from scenario_runs import PROJECT, inventory_value, lab_host, run_playbook
 
@@ -122,23 +122,32 @@ def test_a_quota_counts_the_uploads_of_every_node_once(site, tmp_path):
     first, second = tmp_path / "first.bin", tmp_path / "second.bin"
     first.write_bytes(b"q" * (limit * 6 // 10))
     second.write_bytes(b"r" * (limit * 6 // 10))
+    rescan = config["limits"].get("quota_rescan_interval", LimitSettings.quota_rescan_interval)
+    # A node counts another node's uploads and deletes at its next rescan: start from a figure both agree on.
+    wait_for(
+        "both nodes counting the folder alike",
+        lambda: _quota_used_bytes(NODES[0], folder) == _quota_used_bytes(NODES[1], folder),
+        timeout=2 * rescan + 30,
+    )
     before = _quota_used_bytes(NODES[1], folder)
     first_node, other_node = (site.addresses[node] for node in NODES)
     uploaded = curl(as_owner, first_node, "-T", str(first), "ftp://SERVER/ha-quota-first.bin")
     assert uploaded.returncode == 0, uploaded.stderr
     try:
-        rescan = config["limits"].get("quota_rescan_interval", LimitSettings.quota_rescan_interval)
         wait_for(
             "the other node counting the upload",
             lambda: _quota_used_bytes(NODES[1], folder) >= before + first.stat().st_size,
             timeout=2 * rescan + 30,
         )
         assert _quota_used_bytes(NODES[0], folder) == _quota_used_bytes(NODES[1], folder)
+        since = time.time() - 1
         refused = curl(
             as_owner, other_node, "-T", str(second), "ftp://SERVER/ha-quota-second.bin", timeout=60
         )
         assert refused.returncode != 0
-        assert "552" in refused.stderr, refused.stderr
+        # curl reads the 552 unless its send already failed on the dropped data connection (exit 55 then):
+        # the node's log says which refusal it was.
+        assert f"Folder quota of {limit} bytes exceeded" in journal(NODES[1], since)
         assert not lab_host(NODES[0]).file(f"{folder}/ha-quota-second.bin").exists
     finally:
         curl(as_owner, site.vip, "-Q", "DELE ha-quota-first.bin", "ftp://SERVER/")
@@ -248,6 +257,36 @@ def test_glusterd_refuses_the_load_balancers(site):
     """A load balancer is not a client of the volume: the storage host drops it too."""
     probe = f"import socket; socket.create_connection(('{site.addresses[STORAGE]}', 24007), timeout=3)"
     lab_host(LOADBALANCERS[0]).run_expect([1], f'python3 -c "{probe}"')
+
+
+def _connection_from(host: str, address: str, port: int) -> str:
+    """What a TCP connection from the lab host to address:port meets: "open" (accepted), "refused" (a reset:
+    the firewall let it through to a port nobody listens on) or "dropped" (no answer within 3 s)."""
+    probe = (
+        "import socket\n"
+        "try:\n"
+        f" socket.create_connection(('{address}', {port}), timeout=3); print('open')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except TimeoutError: print('dropped')\n"
+    )
+    return lab_host(host).check_output(f"python3 -c {shlex.quote(probe)}")
+
+
+def test_a_node_serves_ftp_to_its_load_balancers_and_the_controller_only(site):
+    """A node's control ports and passive slice: from the load balancers (which bring the clients) and from
+    the controller (the health gate), not from another host of the site; SSH stays open to all."""
+    node, address = NODES[0], site.addresses[NODES[0]]
+    config = tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)["server"]
+    ports = [port for port in (config["explicit_port"], config["implicit_port"]) if port]
+    passive = config["passive_ports"][0]  # nobody listens there while no transfer waits
+    for port in [*ports, passive]:
+        for other in (STORAGE, NODES[1]):
+            assert _connection_from(other, address, port) == "dropped", f"{node}:{port} from {other}"
+    for port in ports:
+        assert _connection_from(LOADBALANCERS[1], address, port) == "open", f"{node}:{port} from the LB"
+        assert _reachable(address, port), f"{node}:{port} from the controller"
+    assert _connection_from(LOADBALANCERS[1], address, passive) == "refused", "the LB passes the firewall"
+    assert _connection_from(STORAGE, address, 22) == "open", "SSH is open to every host"
 
 
 def _vrrp_advert(router_id: int, priority: int, address: str) -> bytes:

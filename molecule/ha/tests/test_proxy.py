@@ -14,11 +14,13 @@ import ipaddress
 import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 import tomllib
 
 import pytest
-from conftest import LOADBALANCERS, NODES, STORAGE, curl, wait_for
+from conftest import LOADBALANCERS, NODES, STORAGE, curl, journal, wait_for
 from scenario_runs import lab_host
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -63,10 +65,6 @@ def controller_address(toward: str) -> str:
 
 def config(node: str) -> dict:
     return tomllib.loads(lab_host(node).file("/etc/ftpsd/ftpsd.toml").content_string)
-
-
-def journal(node: str, since: float) -> str:
-    return lab_host(node).check_output(f"journalctl -u ftpsd --since @{int(since)} --no-pager -o cat")
 
 
 def python_on(host: str, script: str, *args: str) -> str:
@@ -134,25 +132,32 @@ def test_failed_logins_through_the_address_ban_the_client_not_the_load_balancer(
             assert f"banning ::ffff:{site.addresses[lb]}" not in log, (node, lb)
 
 
-def raw_client(host: str, node_address: str, port: int, payload: bytes = b"") -> tuple[str, str, float]:
-    greeting, got, seconds = json.loads(
-        python_on(host, RAW_CLIENT, node_address, str(port), payload.hex() or "''")
-    )
+def raw_client(
+    host: str | None, node_address: str, port: int, payload: bytes = b""
+) -> tuple[str, str, float]:
+    """RAW_CLIENT on a lab host, or on the controller (host None)."""
+    if host is None:
+        argv = [sys.executable, "-c", RAW_CLIENT, node_address, str(port), payload.hex()]
+        output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    else:
+        output = python_on(host, RAW_CLIENT, node_address, str(port), payload.hex() or "''")
+    greeting, got, seconds = json.loads(output)
     return greeting, got, seconds
 
 
 @pytest.mark.parametrize("port", [21, 990])
 def test_a_forged_header_straight_to_a_node_is_refused(site, port):
-    """From a lab host that is no load balancer (the other node), straight to a node's port."""
-    node, client = NODES
+    """From the controller, the one host besides the load balancers that a node's firewall lets reach its FTP
+    ports (the health gate logs in directly), straight to a node's port."""
+    node = NODES[0]
     since = time.time() - 1
     greeting, got, _ = raw_client(
-        client, site.addresses[node], port, v2_header("203.0.113.7", 40000) + b"USER x\r\n"
+        None, site.addresses[node], port, v2_header("203.0.113.7", 40000) + b"USER x\r\n"
     )
     assert greeting == ("220 Secure file server ready.\r\n" if port == 21 else "")  # 21 greets at once
     assert got == ""  # then nothing: no reply to the header or to the command behind it
     log = journal(node, since)
-    assert f"::ffff:{site.addresses[client]}:" in log
+    assert f"::ffff:{controller_address(site.addresses[node])}:" in log
     assert "connection refused: it sent a PROXY protocol header but is not a load balancer" in log
     assert "203.0.113.7" not in log
 

@@ -58,23 +58,39 @@ def _source_problems(where: str, sources: list[Any]) -> list[str]:
 
 
 def restricted_problems(
-    restricted: list[dict[str, Any]], ports: list[int], ranges: list[dict[str, int]]
+    restricted: list[dict[str, Any]],
+    ports: list[int],
+    ranges: list[dict[str, int]],
+    restricted_ranges: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """One sentence per problem of firewall_restricted_tcp_ports: bad port, no or bad source network, a port
-    listed twice or already open to everyone (the restriction would mean nothing)."""
+    """One sentence per problem of firewall_restricted_tcp_ports / _port_ranges: bad ports, no or bad source
+    network, a port listed twice or already open to everyone (the restriction would mean nothing)."""
     problems: list[str] = []
-    seen: set[int] = set()
-    for index, item in enumerate(restricted):
-        port, sources = item["port"], item["sources"]
-        where = f"firewall_restricted_tcp_ports[{index}] (port {port})"
-        if not _LOWEST <= port <= _HIGHEST:
+    entries = [
+        (f"firewall_restricted_tcp_ports[{index}] (port {item['port']})", item["port"], item["port"], item)
+        for index, item in enumerate(restricted)
+    ] + [
+        (
+            f"firewall_restricted_tcp_port_ranges[{index}] (range {item['start']}-{item['end']})",
+            item["start"],
+            item["end"],
+            item,
+        )
+        for index, item in enumerate(restricted_ranges or [])
+    ]
+    open_intervals = [(port, port) for port in ports] + [(r["start"], r["end"]) for r in ranges]
+    seen: list[tuple[int, int]] = []
+    for where, start, end, item in entries:
+        if start > end:
+            problems.append(f"{where}: start is above end; write it as {end}-{start}")
+        if start < _LOWEST or end > _HIGHEST:
             problems.append(f"{where}: ports must be {_LOWEST}-{_HIGHEST}")
-        if port in seen:
+        if any(start <= other_end and other_start <= end for other_start, other_end in seen):
             problems.append(f"{where}: listed twice; give each port once with all its sources")
-        seen.add(port)
-        if port in ports or any(r["start"] <= port <= r["end"] for r in ranges):
+        seen.append((start, end))
+        if any(start <= open_end and open_start <= end for open_start, open_end in open_intervals):
             problems.append(f"{where}: already open to everyone by firewall_allowed_tcp_ports/_port_ranges")
-        problems.extend(_source_problems(where, sources))
+        problems.extend(_source_problems(where, item["sources"]))
     return problems
 
 
@@ -87,9 +103,14 @@ def _per_source(restricted: list[dict[str, Any]], key: str) -> list[dict[str, An
     ]
 
 
-def restricted_rules(restricted: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """{port, family, source} per restricted port and source network."""
-    return _per_source(restricted, "port")
+def restricted_rules(
+    restricted: list[dict[str, Any]], restricted_ranges: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """{port, family, source} per restricted port or range and source network, the port a string (9821, or
+    start-end for a range) as both nftables and firewalld's rich rules take it."""
+    ports = [{**item, "port": str(item["port"])} for item in restricted]
+    ranges = [{**item, "port": f"{item['start']}-{item['end']}"} for item in restricted_ranges or []]
+    return _per_source(ports + ranges, "port")
 
 
 def restricted_protocol_problems(restricted: list[dict[str, Any]]) -> list[str]:
