@@ -97,6 +97,16 @@ def test_a_replacement_is_charged_only_with_its_growth(tmp_path: Path) -> None:
     assert q.base == Usage(900, 1) == scan(str(tmp_path))
 
 
+def test_deleting_a_file_not_counted_yet_leaves_no_room_beyond_the_quota(tmp_path: Path) -> None:
+    """Another node of a shared volume wrote 600 bytes since this server's last scan, and this one deletes
+    them: its count stays at zero, not -600, so it still refuses what would exceed the quota."""
+    folder = quota(tmp_path, 1000)
+    folder.changed(Usage() - Usage(600, 1))
+    assert (folder.used_bytes, folder.used_files) == (0, 0)
+    assert not folder.fits(1001, 1)
+    assert folder.fits(1000, 1)
+
+
 def test_file_count_claims(tmp_path: Path) -> None:
     q = quota(tmp_path, max_files=2)
     q.base = Usage(0, 1)

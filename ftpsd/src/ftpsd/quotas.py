@@ -146,7 +146,11 @@ class Quota:
         )
 
     def changed(self, delta: Usage) -> None:
-        self.base += delta
+        """Our own change. Never below zero: a file this server has not counted yet (another node of a shared
+        volume wrote it since the last rescan) may be deleted here, and a negative count would leave room
+        for that much more than the quota until the next rescan."""
+        total = self.base + delta
+        self.base = Usage(max(total.bytes, 0), max(total.files, 0))
         self.generation += 1
 
     def describe(self) -> str:
