@@ -169,7 +169,8 @@ class ProxiedPassiveDTP(PassiveDTP):
             sock.close()
             cmd.metrics.connection_refused("limit")
             cmd.log(
-                f"data connection from load balancer {addr[0]}:{addr[1]} refused: max_connections reached"
+                f"data connection from load balancer {addr[0]}:{addr[1]} refused: max_connections reached",
+                logfun=logger.warning,
             )
             return
 
