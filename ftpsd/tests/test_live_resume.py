@@ -363,15 +363,18 @@ def test_partials_survive_a_restart_and_old_ones_are_swept(server_factory) -> No
     leftover.write_bytes(b"lost")
     os.utime(leftover, (two_hours_ago, two_hours_ago))
     srv = restart(srv)
-    srv.wait_log(f"removed partial upload {partial_of(srv, old, 'fbt_admin')}")
-    srv.wait_log(f"removed leftover upload file {leftover}")
-    assert not partial_of(srv, old, "fbt_admin").exists() and not leftover.exists()
-    admin = connect(srv, "fbt_admin")
-    assert size_reply(admin, old)[:4] == "550 "
-    assert size_reply(admin, young) == "213 4"
-    assert admin.storbinary(f"APPE {young}", io.BytesIO(b" and done")).startswith("226")
-    assert (srv.setup.shared / young).read_bytes() == b"kept and done"
-    admin.quit()
+    try:  # the factory stops the server it started, not this one
+        srv.wait_log(f"removed partial upload {partial_of(srv, old, 'fbt_admin')}")
+        srv.wait_log(f"removed leftover upload file {leftover}")
+        assert not partial_of(srv, old, "fbt_admin").exists() and not leftover.exists()
+        admin = connect(srv, "fbt_admin")
+        assert size_reply(admin, old)[:4] == "550 "
+        assert size_reply(admin, young) == "213 4"
+        assert admin.storbinary(f"APPE {young}", io.BytesIO(b" and done")).startswith("226")
+        assert (srv.setup.shared / young).read_bytes() == b"kept and done"
+        admin.quit()
+    finally:
+        srv.stop()
 
 
 def test_ttl_0_keeps_nothing_and_refuses_resuming(server_factory) -> None:
