@@ -57,6 +57,11 @@ def _source_problems(where: str, sources: list[Any]) -> list[str]:
     ]
 
 
+def _overlap(one: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether two port intervals (first, last) share a port."""
+    return one[0] <= other[1] and other[0] <= one[1]
+
+
 def restricted_problems(
     restricted: list[dict[str, Any]],
     ports: list[int],
@@ -85,10 +90,10 @@ def restricted_problems(
             problems.append(f"{where}: start is above end; write it as {end}-{start}")
         if start < _LOWEST or end > _HIGHEST:
             problems.append(f"{where}: ports must be {_LOWEST}-{_HIGHEST}")
-        if any(start <= other_end and other_start <= end for other_start, other_end in seen):
+        if any(_overlap((start, end), other) for other in seen):
             problems.append(f"{where}: listed twice; give each port once with all its sources")
         seen.append((start, end))
-        if any(start <= open_end and open_start <= end for open_start, open_end in open_intervals):
+        if any(_overlap((start, end), interval) for interval in open_intervals):
             problems.append(f"{where}: already open to everyone by firewall_allowed_tcp_ports/_port_ranges")
         problems.extend(_source_problems(where, item["sources"]))
     return problems
